@@ -1,0 +1,176 @@
+"""Task specifications (HIRO's Maze, Push, Fall; single and multi) and goal spaces.
+
+`goal_space(task, hi, lo)` is the one place that turns the `{model}_{hi}_{lo}` labels of the
+paper into indices, ranges and targets (DESIGN.md section 4). Every run writes its result
+into its config record.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+
+from hflow import HflowError
+from hflow.envs.maze import HEIGHT, LAYOUTS, Layout
+from hflow.envs.robots import ROBOTS, Robot
+
+VARIANTS = ("single", "multi")
+
+
+@dataclass(frozen=True)
+class MazeSpec:
+    """One layout's target, in ant units (S = 8); point tasks scale it by S / 8."""
+
+    layout: str
+    eval_target: tuple[float, ...]  # the fixed target; its length is the task's own hi
+    target_low: tuple[float, ...]  # multi: training targets ~ U(target_low, target_high)
+    target_high: tuple[float, ...]
+
+
+MAZES: dict[str, MazeSpec] = {
+    "maze": MazeSpec("maze", (0, 16), (-4, -4), (20, 20)),
+    "push": MazeSpec("push", (0, 19), (-16, -4), (16, 20)),
+    "fall": MazeSpec("fall", (0, 27, 4.5), (-4, -4, 0), (12, 28, 5)),
+}
+SUCCESS_DISTANCE = 5.0  # in ant units; scaled by S / 8 for the point
+
+
+class TaskError(HflowError):
+    pass
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # e.g. "AntPushSingle"
+    robot: Robot
+    maze: MazeSpec
+    variant: str
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.parse(LAYOUTS[self.maze.layout])
+
+    @property
+    def scale(self) -> float:
+        """Point tasks are the ant's maze shrunk by S_point / S_ant."""
+        return self.robot.maze_scale / ROBOTS["ant"].maze_scale
+
+    @property
+    def ground_z(self) -> float:
+        """Height of the ground the robot starts on (the top of Fall's platforms)."""
+        return HEIGHT * self.robot.maze_scale if self.layout.elevated else 0.0
+
+    @property
+    def native_hi(self) -> int:
+        return len(self.maze.eval_target)
+
+    @property
+    def success_distance(self) -> float:
+        return SUCCESS_DISTANCE * self.scale
+
+    @property
+    def obs_dim(self) -> int:
+        return self.robot.nq + self.robot.nv + 1
+
+    def _scaled(self, values: tuple[float, ...]) -> tuple[float, ...]:
+        # x, y scale with the maze; a z target is a height above the ground (Fall: platform
+        # top at 4 for the ant) and scales the same way.
+        return tuple(float(v) * self.scale for v in values)
+
+
+def _task_name(robot: str, layout: str, variant: str) -> str:
+    return f"{robot.capitalize()}{layout.capitalize()}{variant.capitalize()}"
+
+
+TASKS: dict[str, TaskSpec] = {
+    _task_name(r, m, v): TaskSpec(_task_name(r, m, v), ROBOTS[r], MAZES[m], v)
+    for r in ("ant", "point")
+    for m in MAZES
+    for v in VARIANTS
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """Accepts 'AntPushSingle' or a gymnasium id 'hflow/AntPushSingle-v0'."""
+    key = name.removeprefix("hflow/").removesuffix("-v0")
+    if key not in TASKS:
+        close = difflib.get_close_matches(key, TASKS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise TaskError(f"unknown task {name!r}{hint}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+@dataclass(frozen=True)
+class GoalSpace:
+    task: str
+    hi: int
+    lo: int
+    target_indices: tuple[int, ...]  # observation indices the target is compared with
+    target_names: tuple[str, ...]
+    target_low: tuple[float, ...]  # training target range (multi tasks)
+    target_high: tuple[float, ...]
+    eval_target: tuple[float, ...]
+    subgoal_indices: tuple[int, ...]  # observation indices of the low-level tuple
+    subgoal_names: tuple[str, ...]
+    subgoal_half_range: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def hi_range(task: TaskSpec) -> tuple[int, int]:
+    return (2, task.robot.nq)
+
+
+def lo_range(task: TaskSpec) -> tuple[int, int]:
+    return (2, task.robot.nq)
+
+
+def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = None) -> GoalSpace:
+    """Indices, ranges and targets of both levels for a (task, hi, lo) triple.
+
+    hi: the size of the task target, i.e. the first `hi` elements of the low-level tuple
+    (x, y, z, quaternion, joints). Dims beyond the task's own target are set to the robot's
+    upright pose for evaluation and single tasks, and sampled in upright +- the low-level
+    half-range for multi tasks. hi below the task's own size drops trailing dims (Fall with
+    hi = 2 targets (x, y) only).
+    lo: the subgoal size, the first `lo` elements of the low-level tuple.
+    Defaults: the task's own target size and the robot's full tuple (HIRO's "optimal").
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    robot = spec.robot
+    hi = spec.native_hi if hi is None else hi
+    lo = robot.nq if lo is None else lo
+    for key, value, (low, high) in (("hi", hi, hi_range(spec)), ("lo", lo, lo_range(spec))):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise TaskError(f"{key}={value!r} is out of range for {spec.name}: "
+                            f"allowed {low}..{high}")
+
+    native = spec.native_hi
+    own_eval = spec._scaled(spec.maze.eval_target)
+    own_low, own_high = spec._scaled(spec.maze.target_low), spec._scaled(spec.maze.target_high)
+    eval_target, low, high = [], [], []
+    for k in range(hi):
+        if k < native:
+            eval_target.append(own_eval[k])
+            low.append(own_low[k])
+            high.append(own_high[k])
+        else:
+            upright = robot.upright[k - 2] + (spec.ground_z if k == 2 else 0.0)
+            half = robot.subgoal_half_range[k]
+            eval_target.append(float(upright))
+            low.append(float(upright - half))
+            high.append(float(upright + half))
+    return GoalSpace(
+        task=spec.name,
+        hi=hi,
+        lo=lo,
+        target_indices=tuple(range(hi)),
+        target_names=robot.names[:hi],
+        target_low=tuple(low),
+        target_high=tuple(high),
+        eval_target=tuple(eval_target),
+        subgoal_indices=tuple(range(lo)),
+        subgoal_names=robot.names[:lo],
+        subgoal_half_range=tuple(float(v) for v in robot.subgoal_half_range[:lo]),
+    )
