@@ -41,6 +41,38 @@ def _cmd_envs(args) -> int:
     raise AssertionError(args.action)
 
 
+def _cmd_train(args) -> int:
+    from hflow.config import describe, resolve
+    from hflow.train import train
+
+    if args.help_config:
+        print(describe())
+        return 0
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise HflowError(f"--seeds expects integers separated by commas, got "
+                             f"{args.seeds!r}") from None
+    options = {"task.name": args.task, "task.hi": args.hi, "task.lo": args.lo,
+               "train.seeds": seeds, "train.steps": args.steps, "train.device": args.device}
+    cfg = resolve(args.model, args.config, options, args.set)
+    if args.print_config:
+        print(yaml_dump(cfg.to_dict()))
+        return 0
+    if not args.out:
+        raise HflowError("--out is required: the directory that gets one seed<N>/ per seed")
+    train(cfg, args.out, args.state_dir, progress=not args.no_progress)
+    return 0
+
+
+def yaml_dump(obj) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False).rstrip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hflow {__version__}")
@@ -51,6 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     envs.add_argument("task", nargs="?", help="for render: a task such as AntPushSingle")
     envs.add_argument("-o", "--output", help="for render: the picture to write (.png, .pdf)")
     envs.set_defaults(func=_cmd_envs)
+
+    tr = sub.add_parser(
+        "train", help="train K seeds of one configuration in lockstep",
+        description="Train one model on one task for several seeds at once. Rerunning the same "
+                    "command resumes from the newest checkpoint in the state directory.")
+    tr.add_argument("--model", help="preset: hiro, lsp, lsp_corrected, ma, ours, ours_alg2, "
+                                    "ours_goal_conditioned (see `hflow models`)")
+    tr.add_argument("--task", help="e.g. AntPushSingle (see `hflow envs`)")
+    tr.add_argument("--hi", type=int, help="target dims (default: the task's own)")
+    tr.add_argument("--lo", type=int, help="subgoal dims (default: the robot's full tuple)")
+    tr.add_argument("--seeds", help="comma-separated seeds trained together, e.g. 0,1,2")
+    tr.add_argument("--steps", type=int, help="env steps per seed")
+    tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    tr.add_argument("--out", help="output directory; one seed<N>/ subdirectory per seed")
+    tr.add_argument("--state-dir", help="resume checkpoints (default: OUT/state-seeds-...)")
+    tr.add_argument("--config", help="YAML file of config keys")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config key, e.g. --set td3.batch_size=256 (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress display")
+    tr.add_argument("--print-config", action="store_true",
+                    help="print the resolved config and exit")
+    tr.add_argument("--help-config", action="store_true",
+                    help="list every config key with its default and exit")
+    tr.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -187,8 +187,9 @@ def check_determinism() -> Check:
             obs, info = env.reset(seed=7)
             rng = np.random.default_rng(7)
             traj = [obs, info["target"]]
+            high = env.action_space.high
             for _ in range(100):
-                traj.append(env.step(env.action_space.high * rng.uniform(-1, 1, env.action_space.shape))[0])
+                traj.append(env.step(high * rng.uniform(-1, 1, high.shape))[0])
             runs.append(np.concatenate(traj))
         diffs.append(float(np.abs(runs[0] - runs[1]).max()))
     return Check("same seed, same trajectory", max(diffs) == 0.0,
@@ -201,7 +202,9 @@ def check_goal_spaces() -> Check:
     problems = []
 
     def expect(label, got, want):
-        if len(got) != len(want) or any(g != w and not (isinstance(g, float) and abs(g - w) < 1e-9) for g, w in zip(got, want)):
+        same = len(got) == len(want) and all(
+            g == w or (isinstance(g, float) and abs(g - w) < 1e-9) for g, w in zip(got, want))
+        if not same:
             problems.append(f"{label}: {got} != {want}")
 
     g = goal_space("AntPushSingle", 2, 15)

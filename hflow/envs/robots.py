@@ -66,7 +66,8 @@ _TUPLE_NAMES = {
 def _build_ant(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: float) -> None:
     default = root.find("default")
     ET.SubElement(default, "joint", limited="true", armature="1", damping="1")
-    torso = ET.SubElement(worldbody, "body", name="torso", pos=fmt(0, 0, base_z + robot.start_height))
+    z0 = base_z + robot.start_height
+    torso = ET.SubElement(worldbody, "body", name="torso", pos=fmt(0, 0, z0))
     ET.SubElement(torso, "geom", name="torso_geom", type="sphere", size="0.25", pos="0 0 0")
     ET.SubElement(torso, "joint", name="root", type="free", limited="false", pos="0 0 0",
                   margin="0.01", armature="0", damping="0")

@@ -1,0 +1,119 @@
+"""Off-policy corrections: relabel a stored high-level goal for the current low level.
+
+One interface, three pieces: `none` (keep the stored goal; LSP, Ma et al.), `hiro` (HIRO's
+10 candidates scored by the low level's likelihood of the stored actions) and `flow` (the
+paper's exact inverse of the flow, Algorithms 1 and 2). A batch holds c-step segments:
+states [K, B, c+1, obs], actions [K, B, c, a], goal [K, B, lo] and the low level's stored
+extras (the flow condition `cond` [K, B, c, z]).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from hflow.seeding import MemberRNG
+
+if TYPE_CHECKING:
+    from hflow.agents.hiro import HierarchicalAgent
+
+
+def goal_offsets(agent: HierarchicalAgent, states: torch.Tensor) -> torch.Tensor:
+    """s_t - s_{t+i} over the subgoal dims for i < c: [..., c+1, obs] -> [..., c, lo].
+
+    The goal the low level held at step i of a segment is g_{t+i} = g_t + offset_i (the goal
+    transition h applied i times), and a goal inferred at step i maps back to t by
+    g_t = g_{t+i} - offset_i.
+    """
+    s = agent.subgoal_part(states[..., :-1, :])
+    return s[..., :1, :] - s
+
+
+class NoCorrection:
+    name = "none"
+
+    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
+        return batch["goal"]
+
+
+class HiroCorrection:
+    """HIRO: candidates g, delta-s = s_{t+c} - s_t and `samples` draws N(delta-s,
+    (sigma * half-range)^2), all clipped to the subgoal range; keep the one that maximises
+    -1/2 sum_i ||(a_i - mu_lo(s_i, g~_i)) / a_max||^2 with g~_i rolled by the transition h."""
+
+    name = "hiro"
+
+    def __init__(self, samples: int = 8, sigma: float = 0.5):
+        self.samples, self.sigma = samples, sigma
+
+    def candidates(self, agent, states, goal, rng: MemberRNG) -> torch.Tensor:
+        scale = agent.goal_scale
+        s = agent.subgoal_part(states)
+        delta = s[:, :, -1] - s[:, :, 0]  # [K, B, lo]
+        noise = rng.normal(goal.shape[1], self.samples, goal.shape[2]).to(goal.device)
+        sampled = delta.unsqueeze(2) + noise * self.sigma * scale
+        cands = torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
+        return torch.maximum(torch.minimum(cands, scale), -scale)  # [K, B, n, lo]
+
+    def score(self, agent, states, actions, cands) -> torch.Tensor:
+        goals = goal_offsets(agent, states).unsqueeze(2) + cands.unsqueeze(3)  # [K, B, n, c, lo]
+        obs = agent.lo_input(states[:, :, None, :-1].expand(*goals.shape[:-1], -1), goals)
+        predicted = agent.lo.actor(obs)  # [K, B, n, c, a]
+        diff = (actions.unsqueeze(2) - predicted) / agent.action_scale
+        return -0.5 * diff.square().sum(dim=(-1, -2))  # [K, B, n]
+
+    @torch.no_grad()
+    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
+        states, actions, goal = batch["states"], batch["actions"], batch["goal"]
+        cands = self.candidates(agent, states, goal, rng)
+        best = self.score(agent, states, actions, cands).argmax(dim=-1)  # [K, B]
+        index = best[..., None, None].expand(-1, -1, 1, goal.shape[-1])
+        return cands.gather(2, index).squeeze(2)
+
+
+class FlowInverseCorrection:
+    """The paper's relabelling: g~_{1:d} = f^-1(a; condition) for the stored action a.
+
+    alg1 (Algorithm 1): the condition stored at acting time.
+    alg2 (Algorithm 2): the condition recomputed by the current forward and conditional parts
+    from (s, g) of the segment. The per-step inverses g~_{t+i} are mapped back to time t
+    through the goal transition (g~_t = g~_{t+i} + s_{t+i} - s_t) and reduced by `reduce`
+    ('first': step t only; 'mean': mean over the c steps). Goal elements beyond d keep their
+    stored values; the result is clipped to the subgoal range like every goal.
+    """
+
+    name = "flow"
+
+    def __init__(self, inverse: str = "alg1", reduce: str = "first"):
+        assert inverse in ("alg1", "alg2") and reduce in ("first", "mean")
+        self.inverse, self.reduce = inverse, reduce
+
+    @torch.no_grad()
+    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
+        actor = agent.lo.actor
+        states, actions, goal = batch["states"], batch["actions"], batch["goal"]
+        steps = 1 if self.reduce == "first" else actions.shape[2]
+        offsets = goal_offsets(agent, states)[:, :, :steps]  # [K, B, n, lo]
+        goals = goal.unsqueeze(2) + offsets
+        if self.inverse == "alg1":
+            cond = batch["cond"][:, :, :steps]
+        else:
+            cond = actor.condition(agent.lo_input(states[:, :, :steps], goals))
+        d = actor.flow_dim
+        inverted = actor.invert(actions[:, :, :steps], cond)  # g~_{t+i}[:d]
+        back = inverted - offsets[..., :d]  # to time t
+        head = back.mean(dim=2) if self.reduce == "mean" else back[:, :, 0]
+        relabelled = torch.cat([head, goal[..., d:]], dim=-1)
+        scale = agent.goal_scale
+        return torch.maximum(torch.minimum(relabelled, scale), -scale)
+
+
+def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInverseCorrection:
+    if name == "none":
+        return NoCorrection()
+    if name == "hiro":
+        return HiroCorrection(cfg.hierarchy.hiro_candidates, cfg.hierarchy.hiro_candidate_sigma)
+    if name == "flow":
+        return FlowInverseCorrection(cfg.flow.inverse, cfg.flow.reduce)
+    raise ValueError(name)

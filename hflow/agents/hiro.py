@@ -1,0 +1,127 @@
+"""The two-level agent of HIRO (Nachum et al. 2018), shared by every model of the paper.
+
+High level: every c steps, mu_hi(s, target) -> a relative subgoal g over the first `lo`
+elements of the robot's tuple. Low level: mu_lo(s with x, y zeroed, g) -> action; between
+high-level steps the goal follows h(s, g, s') = s + g - s' and the intrinsic reward is
+-||s + g - s'||. Both levels are member-batched TD3; the high level trains on c-step segments
+whose goals are first relabelled by the model's off-policy correction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hflow.agents.corrections import build_correction
+from hflow.agents.flow_actor import FlowActor
+from hflow.agents.td3 import TD3
+from hflow.config import RunConfig
+from hflow.envs import GoalSpace, TaskSpec
+from hflow.nets import MemberMLP, TwinCritic
+from hflow.seeding import MemberRNG
+
+
+class MLPActor(nn.Module):
+    """mu(obs) = high * tanh(MLP(obs)): HIRO's actor for either level."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, hidden: list[int],
+                 high: torch.Tensor, rng: MemberRNG):
+        super().__init__()
+        self.net = MemberMLP(members, [in_dim, *hidden, out_dim], rng, out_act="tanh")
+        self.register_buffer("high", high.clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.high * self.net(obs)
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self(obs), {}
+
+    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+
+class HierarchicalAgent(nn.Module):
+    def __init__(self, cfg: RunConfig, task: TaskSpec, goals: GoalSpace, seeds: list[int]):
+        super().__init__()
+        K = len(seeds)
+        self.cfg = cfg
+        self.obs_dim, self.lo_dim, self.hi_dim = task.obs_dim, goals.lo, goals.hi
+        self.action_dim = task.robot.nu
+        goal_scale = torch.tensor(goals.subgoal_half_range, dtype=torch.float32)
+        action_scale = torch.full((self.action_dim,), float(task.robot.action_high))
+        self.register_buffer("goal_scale", goal_scale)
+        self.register_buffer("action_scale", action_scale)
+        rng = MemberRNG(seeds, "init")  # networks are built in a fixed order from it
+
+        hi_obs = self.obs_dim + self.hi_dim
+        self.hi = TD3(MLPActor(K, hi_obs, self.lo_dim, cfg.hi.actor, goal_scale, rng),
+                      TwinCritic(K, hi_obs, self.lo_dim, cfg.hi.critic, rng,
+                                 cfg.td3.critic_action_input), cfg.td3)
+        lo_obs = self.obs_dim + self.lo_dim
+        if cfg.lo.policy == "flow":
+            lo_actor = FlowActor(K, self.obs_dim, self.lo_dim, self.action_dim, action_scale,
+                                 goal_scale, cfg.lo.actor, cfg.flow, rng)
+        else:
+            lo_actor = MLPActor(K, lo_obs, self.action_dim, cfg.lo.actor, action_scale, rng)
+        self.lo = TD3(lo_actor, TwinCritic(K, lo_obs, self.action_dim, cfg.lo.critic, rng,
+                                           cfg.td3.critic_action_input), cfg.td3)
+        self.correction = build_correction(cfg.hierarchy.correction, cfg)
+        xy_mask = torch.ones(self.obs_dim)
+        if cfg.lo.zero_xy:
+            xy_mask[:2] = 0
+        self.register_buffer("lo_state_mask", xy_mask)
+
+    # -- the hierarchy's fixed functions -------------------------------------------------------
+    def subgoal_part(self, states: torch.Tensor) -> torch.Tensor:
+        return states[..., :self.lo_dim]
+
+    def goal_transition(self, s, g, s_next):
+        """h(s, g, s') = s + g - s': the same absolute point, seen from s'."""
+        return self.subgoal_part(s) + g - self.subgoal_part(s_next)
+
+    def intrinsic_reward(self, s, g, s_next):
+        return -torch.linalg.vector_norm(self.goal_transition(s, g, s_next), dim=-1,
+                                         keepdim=True)
+
+    def lo_input(self, states, goal):
+        return torch.cat([states * self.lo_state_mask, goal], dim=-1)
+
+    def hi_input(self, states, target):
+        return torch.cat([states, target], dim=-1)
+
+    # -- acting (no exploration noise here: the loop adds it on the host) ----------------------
+    @torch.no_grad()
+    def act_hi(self, states, target):
+        return self.hi.actor(self.hi_input(states, target))
+
+    @torch.no_grad()
+    def act_lo(self, states, goal):
+        return self.lo.actor.act(self.lo_input(states, goal))
+
+    # -- learning ----------------------------------------------------------------------------
+    def update_lo(self, batch: dict, noise_rng: MemberRNG) -> dict[str, torch.Tensor]:
+        obs = self.lo_input(batch["state"], batch["goal"])
+        next_obs = self.lo_input(batch["next_state"], batch["next_goal"])
+        return self.lo.update(obs, batch["action"], batch["reward"], next_obs, noise_rng,
+                              reward_scale=self.cfg.lo.reward_scale)
+
+    def update_hi(self, batch: dict, noise_rng: MemberRNG,
+                  correction_rng: MemberRNG) -> dict[str, torch.Tensor]:
+        goal = self.correction(self, batch, correction_rng)
+        states, target = batch["states"], batch["target"]
+        losses = self.hi.update(self.hi_input(states[:, :, 0], target), goal, batch["reward"],
+                                self.hi_input(states[:, :, -1], target), noise_rng,
+                                reward_scale=self.cfg.hi.reward_scale)
+        shift = torch.linalg.vector_norm(goal - batch["goal"], dim=-1)
+        losses["relabel_shift"] = shift.mean(dim=1)  # how far the correction moved goals
+        return losses
+
+    def replay_fields(self) -> tuple[dict, dict]:
+        """Field shapes of the low-level and high-level replay buffers."""
+        o, lo, a, c = self.obs_dim, self.lo_dim, self.action_dim, self.cfg.hierarchy.c
+        low = {"state": (o,), "goal": (lo,), "action": (a,), "reward": (1,),
+               "next_state": (o,), "next_goal": (lo,)}
+        high = {"states": (c + 1, o), "actions": (c, a), "goal": (lo,),
+                "target": (self.hi_dim,), "reward": (1,)}
+        high.update({k: (c, *shape) for k, shape in self.lo.actor.extras_shapes().items()})
+        return low, high

@@ -1,0 +1,117 @@
+"""The model registry: named presets of the one hierarchical agent, and Table II from them.
+
+A preset is a set of config values. Its Table II flags are read from those values
+(off-policy correction: `hierarchy.correction != none`; FDGM: `lo.policy == flow`), so a
+new preset shows up correctly in the table without being listed anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hflow.config import ConfigError, RunConfig, set_key
+
+# The paper's model: "Actor of FDGM: 150, all other NNs: 180, a_{t,z-state} = 19" (ablation).
+_FLOW_NETS = {"hi.actor": [180, 180], "hi.critic": [180, 180], "lo.actor": [180, 180],
+              "lo.critic": [180, 180], "flow.hidden": [150, 150], "flow.z_state_dim": 19}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str  # legend label in figures: `{label}_{hi}_{lo}`
+    paper_name: str  # row name in Table II ("" when the paper has no row for it)
+    description: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def off_policy_correction(self) -> bool:
+        return self.settings.get("hierarchy.correction", "hiro") != "none"
+
+    @property
+    def fdgm(self) -> bool:
+        return self.settings.get("lo.policy", "mlp") == "flow"
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("ours", "ours", "Our model",
+           "flow low level (forward, conditional, FDGM parts); exact inverse relabelling, "
+           "Algorithm 1 (stored a_zstate)",
+           {"lo.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
+            "flow.inverse": "alg1", **_FLOW_NETS}),
+    Preset("hiro", "hiro", "HIRO",
+           "MLP low level; HIRO's 10-candidate off-policy correction",
+           {"lo.policy": "mlp", "hierarchy.correction": "hiro"}),
+    Preset("lsp", "lsp", "LSP",
+           "flow low level conditioned on the state (latent space policies); no correction",
+           {"lo.policy": "flow", "flow.condition": "state", "hierarchy.correction": "none",
+            **_FLOW_NETS}),
+    Preset("ma", "ma", "Ma et al.",
+           "encoder enc(s, g) conditioning a flow decoder; no correction",
+           {"lo.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "none",
+            **_FLOW_NETS}),
+    Preset("ours_alg2", "ours", "",
+           "ours with Algorithm 2: the condition recomputed by the current networks",
+           {"lo.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
+            "flow.inverse": "alg2", **_FLOW_NETS}),
+    Preset("ours_goal_conditioned", "variant", "",
+           "Fig. 5 variant: the conditional part takes g instead of a_z",
+           {"lo.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "flow",
+            "flow.inverse": "alg1", **_FLOW_NETS}),
+    Preset("lsp_corrected", "lsp", "",
+           "Fig. 4's LSP with HIRO's off-policy correction added for a fair comparison",
+           {"lo.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
+            **_FLOW_NETS}),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def apply_preset(cfg: RunConfig, name: str) -> None:
+    preset = get_preset(name)
+    cfg.model = name
+    for key, value in preset.settings.items():
+        set_key(cfg, key, value)
+
+
+def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
+    """Rejects options that the chosen preset cannot take, naming both."""
+    model = cfg.model
+    if cfg.hierarchy.correction == "flow" and cfg.lo.policy != "flow":
+        raise ConfigError(f"'hierarchy.correction' = flow inverts the low level's flow, but "
+                          f"model '{model}' has no flow (lo.policy = {cfg.lo.policy})")
+    for key in sorted(user_keys):
+        if key.startswith("flow.") and cfg.lo.policy != "flow":
+            raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
+                              f"MLP (lo.policy = mlp), not a flow")
+        if key in ("flow.inverse", "flow.reduce") and cfg.hierarchy.correction != "flow":
+            raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "
+                              f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
+        if key.startswith("hierarchy.hiro_") and cfg.hierarchy.correction != "hiro":
+            raise ConfigError(f"'{key}' only acts with hierarchy.correction = hiro; model "
+                              f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
+
+
+def table2_markdown() -> str:
+    """Table II of the paper, from the presets' flags."""
+    mark = {True: "O", False: "X"}
+    rows = ["| Model | Off-policy correction | FDGM |", "|---|:---:|:---:|"]
+    for preset in PRESETS.values():
+        if preset.paper_name:
+            rows.append(f"| {preset.paper_name} | {mark[preset.off_policy_correction]} | "
+                        f"{mark[preset.fdgm]} |")
+    return "\n".join(rows)
+
+
+def presets_markdown() -> str:
+    rows = ["| preset | label | correction | FDGM | description |", "|---|---|:---:|:---:|---|"]
+    mark = {True: "O", False: "X"}
+    for p in PRESETS.values():
+        rows.append(f"| `{p.name}` | {p.label} | {mark[p.off_policy_correction]} | "
+                    f"{mark[p.fdgm]} | {p.description} |")
+    return "\n".join(rows)

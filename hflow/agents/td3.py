@@ -1,0 +1,85 @@
+"""Member-batched TD3 (Fujimoto et al. 2018) as HIRO uses it.
+
+Twin critics, target policy smoothing (N(0, 0.2) clipped to +-0.5, in action units, added to
+the target action without re-clipping, as HIRO), policy delay 2, Huber TD loss, soft target
+updates. Every loss is a mean over the batch and a *sum* over members, so each member's
+gradients, and hence its Adam steps, are its own.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hflow.config import TD3Config
+from hflow.nets import TwinCritic
+from hflow.seeding import MemberRNG
+
+
+def member_sum(per_sample: torch.Tensor) -> torch.Tensor:
+    """[K, B, ...] -> scalar: mean over everything but the member dim, summed over members."""
+    return per_sample.reshape(per_sample.shape[0], -1).mean(dim=1).sum()
+
+
+def per_member(per_sample: torch.Tensor) -> torch.Tensor:
+    return per_sample.detach().reshape(per_sample.shape[0], -1).mean(dim=1)
+
+
+class TD3(nn.Module):
+    def __init__(self, actor: nn.Module, critic: TwinCritic, cfg: TD3Config):
+        super().__init__()
+        self.actor, self.critic, self.cfg = actor, critic, cfg
+        self.actor_target = copy.deepcopy(actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+        self.updates = 0  # a host int: reading a device counter would sync every step
+
+    def get_extra_state(self) -> dict:
+        return {"updates": self.updates}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.updates = state["updates"]
+
+    def update(self, obs, action, reward, next_obs, noise_rng: MemberRNG,
+               reward_scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """One TD3 step on a batch ([K, B, ...] each). Returns per-member losses [K]
+        ('actor' only on the steps where the delayed actor update runs)."""
+        cfg = self.cfg
+        with torch.no_grad():
+            noise = (noise_rng.normal(*action.shape[1:]) * cfg.target_noise).clamp(
+                -cfg.target_noise_clip, cfg.target_noise_clip)
+            next_action = self.actor_target(next_obs) + noise
+            q_next = self.critic_target(next_obs, next_action).min(dim=0).values
+            target = reward_scale * reward + cfg.gamma * q_next
+        q = self.critic(obs, action)
+        td = F.huber_loss(q, target.expand_as(q), reduction="none", delta=cfg.huber_delta)
+        critic_loss = td.sum(dim=0)  # Q1 + Q2, per member and sample
+        self.critic_opt.zero_grad(set_to_none=True)
+        member_sum(critic_loss).backward()
+        self.critic_opt.step()
+
+        losses = {"critic": per_member(critic_loss)}
+        if self.updates % cfg.policy_delay == 0:
+            actor_loss = -self.critic(obs, self.actor(obs), heads=1)[0]
+            self.actor_opt.zero_grad(set_to_none=True)
+            member_sum(actor_loss).backward()
+            self.actor_opt.step()
+            losses["actor"] = per_member(actor_loss)
+            with torch.no_grad():
+                for target_net, net in ((self.actor_target, self.actor),
+                                        (self.critic_target, self.critic)):
+                    torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()),
+                                         cfg.tau)
+        self.updates += 1
+        return losses
+
+    def optimizer_state(self) -> dict:
+        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        self.actor_opt.load_state_dict(state["actor"])
+        self.critic_opt.load_state_dict(state["critic"])

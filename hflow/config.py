@@ -1,0 +1,345 @@
+"""The run configuration: typed, validated, one place for every option.
+
+Layers, last wins: dataclass defaults (HIRO's values) <- the model preset <- a YAML file
+(`--config`) <- command-line options <- `--set key=value`. Unknown keys and bad values fail
+before any work, naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hflow import HflowError
+
+
+class ConfigError(HflowError):
+    pass
+
+
+def _choice(default, *choices, doc: str = ""):
+    return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+def _positive(default, doc: str = "", minimum=1):
+    return field(default=default, metadata={"min": minimum, "doc": doc})
+
+
+def _list(default: list, doc: str = "", item_min: int = 1):
+    return field(default_factory=lambda: list(default),
+                 metadata={"doc": doc, "item_min": item_min})
+
+
+@dataclass
+class TaskConfig:
+    name: str = field(default="AntPushSingle", metadata={"doc": "task, e.g. AntFallMulti"})
+    hi: int | None = field(default=None, metadata={"doc": "target dims (None: the task's own)"})
+    lo: int | None = field(default=None, metadata={"doc": "subgoal dims (None: robot's tuple)"})
+    episode_steps: int = _positive(500)
+    block_shrink: float = field(default=0.99, metadata={"doc": "see docs/tasks.md"})
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _positive(10_000_000, "env steps per seed")
+    seeds: list[int] = _list([0], "seeds trained together in one process (members)",
+                             item_min=0)
+    warmup: int = _positive(2_500, "random-action steps before updates start", minimum=0)
+    eval_every: int = _positive(50_000, "env steps between evaluations and checkpoints")
+    eval_episodes: int = _positive(50)
+    device: str = field(default="auto", metadata={"doc": "auto, cpu, cuda or cuda:N"})
+    torch_threads: int = _positive(1, "CPU threads for torch (1 keeps CPU runs deterministic)")
+    checkpoints_kept: int = _positive(2)
+
+
+@dataclass
+class TD3Config:
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    batch_size: int = _positive(100)
+    policy_delay: int = _positive(2)
+    target_noise: float = field(default=0.2, metadata={"doc": "in action units, as HIRO"})
+    target_noise_clip: float = 0.5
+    huber_delta: float = 1.0
+    critic_action_input: str = _choice("second_layer", "first_layer", "second_layer",
+                                       doc="HIRO's critic takes the action at its second layer")
+
+
+@dataclass
+class LevelConfig:
+    actor: list[int] = _list([300, 300], "hidden sizes (flow models: forward/conditional parts)")
+    critic: list[int] = _list([300, 300])
+    explore_sigma: float = field(default=1.0, metadata={"doc": "Gaussian noise, action units"})
+    reward_scale: float = 1.0
+    update_every: int = _positive(1, "env steps between updates")
+    buffer_size: int = _positive(200_000)
+
+
+@dataclass
+class LowLevelConfig(LevelConfig):
+    policy: str = _choice("mlp", "mlp", "flow", doc="MLP actor (HIRO) or conditional flow")
+    zero_xy: bool = field(default=True, metadata={"doc": "low level does not see x, y (HIRO)"})
+
+
+@dataclass
+class HierarchyConfig:
+    c: int = _positive(10, "env steps per high-level goal")
+    correction: str = _choice("hiro", "none", "hiro", "flow",
+                              doc="off-policy correction of stored goals")
+    hiro_candidates: int = _positive(8, "sampled candidates besides g and delta-s")
+    hiro_candidate_sigma: float = field(default=0.5, metadata={"doc": "x subgoal half-range"})
+
+
+@dataclass
+class FlowConfig:
+    condition: str = _choice("action", "state", "goal", "action",
+                             doc="flow condition: s (LSP), enc(s,g) (Ma; Fig. 5 variant), "
+                                 "mu_zstate(s, mu_z(s,g)) (ours)")
+    inverse: str = _choice("alg1", "alg1", "alg2", doc="stored or recomputed condition")
+    reduce: str = _choice("first", "first", "mean", doc="how the c per-step inverses combine")
+    coupling_layers: int = _positive(4)
+    hidden: list[int] = _list([150, 150], "scale/translation nets")
+    z_state_dim: int = _positive(19, "size of a_{z-state}")
+    scale_bound: float = field(default=2.0, metadata={"doc": "|log scale| <= bound per layer"})
+    goal_scaling: str = _choice("range", "range", "none",
+                                doc="divide g_{1:d} by its half-range before the flow")
+    squash_eps: float = 1e-6
+
+
+@dataclass
+class RunConfig:
+    model: str = "hiro"
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    td3: TD3Config = field(default_factory=TD3Config)
+    hi: LevelConfig = field(default_factory=lambda: LevelConfig(reward_scale=0.1,
+                                                                update_every=10))
+    lo: LowLevelConfig = field(default_factory=LowLevelConfig)
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# -- setting and checking values ---------------------------------------------------------------
+
+def _fields(obj) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(obj)}
+
+
+def all_keys(obj=None, prefix: str = "") -> list[str]:
+    obj = RunConfig() if obj is None else obj
+    keys = []
+    for name, _f in _fields(obj).items():
+        value = getattr(obj, name)
+        if dataclasses.is_dataclass(value):
+            keys += all_keys(value, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _unknown(key: str, scope, prefix: str) -> ConfigError:
+    valid = [f"{prefix}{k}" for k in _fields(scope)]
+    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint} (valid here: {', '.join(valid)})")
+
+
+def _coerce(key: str, value: Any, f: dataclasses.Field):
+    hints = typing.get_type_hints(_OWNER[key])
+    kind = hints[f.name]
+    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
+    if optional:
+        if value is None:
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+
+    def bad(expected: str):
+        return ConfigError(f"config key '{key}' = {value!r}: expected {expected}")
+
+    if typing.get_origin(kind) is list:
+        item_min = f.metadata.get("item_min", 1)
+        if not isinstance(value, list | tuple) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= item_min for v in value):
+            raise bad(f"a non-empty list of integers >= {item_min}, e.g. "
+                      f"{[0, 1] if item_min == 0 else [300, 300]}")
+        value = list(value)
+    elif kind is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer" + (" or null" if optional else ""))
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        value = float(value)
+    elif kind is str and not isinstance(value, str):
+        raise bad("a string")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"config key '{key}' = {value!r}: allowed values: {', '.join(choices)}")
+    minimum = f.metadata.get("min")
+    if minimum is not None and value is not None and value < minimum:
+        raise ConfigError(f"config key '{key}' = {value!r}: must be >= {minimum}")
+    return value
+
+
+_OWNER: dict[str, type] = {}
+
+
+def _index_owners(cls=RunConfig, prefix: str = "") -> None:
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            _index_owners(type(default), f"{prefix}{f.name}.")
+        else:
+            _OWNER[f"{prefix}{f.name}"] = cls
+
+
+_index_owners()
+
+
+def set_key(cfg: RunConfig, key: str, value: Any) -> None:
+    """Sets a dotted key ('td3.gamma') with type and choice checks."""
+    parts = key.split(".")
+    scope, prefix = cfg, ""
+    for part in parts[:-1]:
+        sub = getattr(scope, part, None) if part in _fields(scope) else None
+        if not dataclasses.is_dataclass(sub):
+            raise _unknown(key, scope, prefix)
+        scope, prefix = sub, f"{prefix}{part}."
+    fields_ = _fields(scope)
+    name = parts[-1]
+    if name not in fields_ or dataclasses.is_dataclass(getattr(scope, name)):
+        raise _unknown(key, scope, prefix)
+    setattr(scope, name, _coerce(key, value, fields_[name]))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'td3': {'gamma': 0.9}} -> {'td3.gamma': 0.9}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def parse_set(assignment: str) -> tuple[str, Any]:
+    """'td3.gamma=0.98' -> ('td3.gamma', 0.98); the value is read as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot read value {raw!r}: {err}") from None
+    return key.strip(), value
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    tree = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys")
+    return flatten(tree)
+
+
+def resolve(model: str | None = None, file: str | Path | None = None,
+            options: dict[str, Any] | None = None, sets: list[str] | None = None) -> RunConfig:
+    """The full config of a run, validated; see the module docstring for the layering."""
+    from hflow.agents.registry import apply_preset, check_compatible
+
+    layers: dict[str, Any] = {}
+    if file is not None:
+        layers.update(load_file(file))
+    layers.update({k: v for k, v in (options or {}).items() if v is not None})
+    for assignment in sets or []:
+        key, value = parse_set(assignment)
+        layers[key] = value
+    if model is not None:
+        layers["model"] = model
+    model_name = layers.pop("model", "hiro")
+
+    cfg = RunConfig()
+    apply_preset(cfg, model_name)
+    for key, value in layers.items():
+        set_key(cfg, key, value)
+    check_compatible(cfg, set(layers))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Checks that span several keys (one key's own checks happen in set_key)."""
+    from hflow.envs import get_task, goal_space
+
+    spec = get_task(cfg.task.name)
+    goals = goal_space(spec, cfg.task.hi, cfg.task.lo)
+    t, h = cfg.train, cfg.hierarchy
+    if len(set(t.seeds)) != len(t.seeds):
+        raise ConfigError(f"config key 'train.seeds' = {t.seeds}: seeds must be distinct")
+    if cfg.task.episode_steps % h.c:
+        raise ConfigError(f"'task.episode_steps' = {cfg.task.episode_steps} must be a multiple "
+                          f"of 'hierarchy.c' = {h.c} (goal segments never cross episodes)")
+    if t.eval_every % cfg.task.episode_steps:
+        raise ConfigError(f"'train.eval_every' = {t.eval_every} must be a multiple of "
+                          f"'task.episode_steps' = {cfg.task.episode_steps} (checkpoints are "
+                          f"taken between episodes)")
+    if t.steps % cfg.task.episode_steps:
+        raise ConfigError(f"'train.steps' = {t.steps} must be a multiple of "
+                          f"'task.episode_steps' = {cfg.task.episode_steps}")
+    if cfg.hi.update_every % h.c and h.c % cfg.hi.update_every:
+        raise ConfigError(f"'hi.update_every' = {cfg.hi.update_every} and 'hierarchy.c' = {h.c} "
+                          f"must divide one another")
+    if cfg.lo.policy == "flow" and goals.lo < spec.robot.nu:
+        raise ConfigError(
+            f"'task.lo' = {goals.lo} is below the action size {spec.robot.nu} of {spec.name}: "
+            f"the flow maps the first {spec.robot.nu} goal elements to the action, so flow "
+            f"models need lo >= {spec.robot.nu}")
+    if cfg.flow.squash_eps <= 0 or cfg.flow.squash_eps >= 0.5:
+        raise ConfigError(f"'flow.squash_eps' = {cfg.flow.squash_eps}: allowed (0, 0.5)")
+    if not 0 < cfg.td3.tau <= 1 or not 0 <= cfg.td3.gamma <= 1:
+        raise ConfigError("'td3.tau' must be in (0, 1] and 'td3.gamma' in [0, 1]")
+    device = t.device
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
+                                                  and device[5:].isdigit())):
+        raise ConfigError(f"config key 'train.device' = {device!r}: allowed values: auto, cpu, "
+                          f"cuda, cuda:N")
+
+
+def describe() -> str:
+    """Every key with its default and documentation, for `hflow train --help-config`."""
+    lines = []
+
+    def walk(obj, prefix=""):
+        for name, f in _fields(obj).items():
+            value = getattr(obj, name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{name}.")
+                continue
+            extra = []
+            if f.metadata.get("choices"):
+                extra.append("one of " + "|".join(f.metadata["choices"]))
+            if f.metadata.get("doc"):
+                extra.append(f.metadata["doc"])
+            lines.append(f"{prefix}{name} = {value!r}" + (f"  # {'; '.join(extra)}" if extra
+                                                          else ""))
+
+    walk(RunConfig())
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""The one way hflow writes metrics: a CSV per seed, one row per evaluation point.
+
+Columns (METRIC_COLUMNS): step; eval_reward (mean over eval episodes of the undiscounted
+sum of extrinsic reward, HIRO's eval with gamma = 1); eval_success (fraction of eval episodes
+whose final distance is below the task's threshold); eval_distance (mean final distance);
+train_return (mean extrinsic return of training episodes finished since the last row);
+losses averaged since the last row; steps_per_s (env steps per second of this run; a group of
+K seeds steps K times that); wall_s (seconds since the run started, resumes included).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import torch
+
+from hflow import HflowError
+from hflow.io import write_text
+
+LOSSES = ("lo_critic", "lo_actor", "hi_critic", "hi_actor", "hi_relabel_shift")
+METRIC_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance", "train_return",
+                  *LOSSES, "steps_per_s", "wall_s")
+TIMING_COLUMNS = ("steps_per_s", "wall_s")
+
+
+class NonFiniteLossError(HflowError):
+    pass
+
+
+class MetricsCSV:
+    """Rows kept in memory and the whole file rewritten atomically on every append."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def load(self, up_to_step: int) -> None:
+        """Keeps rows of an earlier (interrupted) run up to the resumed step."""
+        self.rows = [r for r in read_metrics(self.path) if r["step"] <= up_to_step] \
+            if self.path.exists() else []
+
+    def append(self, row: dict) -> None:
+        self.rows.append({c: row.get(c, math.nan) for c in METRIC_COLUMNS})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: _fmt(v) for k, v in r.items()})
+        write_text(self.path, buffer.getvalue())
+
+
+def _fmt(value) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(
+        float(value))
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "step" else float(v) if v != "" else math.nan)
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class LossLog:
+    """Running per-member means of the losses, and the first step each went non-finite.
+
+    Everything stays on the device: checking a loss every update would force a GPU sync per
+    step. `check()` runs at log points and names the first bad step, member and loss.
+    """
+
+    def __init__(self, members: int, device):
+        self.members, self.device = members, device
+        self.reset()
+        self.first_bad = {name: torch.full((members,), -1, dtype=torch.long, device=device)
+                          for name in LOSSES}
+
+    def reset(self) -> None:
+        self.sums = {name: torch.zeros(self.members, dtype=torch.float64, device=self.device)
+                     for name in LOSSES}
+        self.counts = dict.fromkeys(LOSSES, 0)
+
+    def record(self, name: str, values: torch.Tensor, step: int) -> None:
+        finite = torch.isfinite(values)
+        bad = self.first_bad[name]
+        torch.where((bad < 0) & ~finite, torch.full_like(bad, step), bad, out=bad)
+        self.sums[name] += values.detach().double()
+        self.counts[name] += 1
+
+    def check(self, seeds: list[int]) -> None:
+        for name, bad in self.first_bad.items():
+            bad = bad.cpu()
+            if (bad >= 0).any():
+                k = int((bad >= 0).nonzero()[0])
+                raise NonFiniteLossError(
+                    f"loss '{name}' of member {k} (seed {seeds[k]}) became NaN or inf at env "
+                    f"step {int(bad[k])}; training stopped, the last good checkpoint is kept")
+
+    def means(self) -> list[dict[str, float]]:
+        """Per member: {loss: mean since reset} (NaN where nothing was recorded)."""
+        out = [{} for _ in range(self.members)]
+        for name in LOSSES:
+            mean = (self.sums[name] / self.counts[name]).cpu().tolist() if self.counts[name] \
+                else [math.nan] * self.members
+            for k in range(self.members):
+                out[k][name] = mean[k]
+        return out
+
+    def state_dict(self) -> dict:
+        return {"first_bad": {k: v.cpu() for k, v in self.first_bad.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state["first_bad"].items():
+            self.first_bad[k].copy_(v)

@@ -1,0 +1,6 @@
+"""Member-batched networks: one dense layer with weights [K, in, out] for everything."""
+
+from hflow.nets.critic import TwinCritic
+from hflow.nets.dense import MemberLinear, MemberMLP
+
+__all__ = ["MemberLinear", "MemberMLP", "TwinCritic"]

@@ -1,0 +1,67 @@
+"""The one dense layer of hflow: weights [K, in, out] for K members (seeds) at once.
+
+Every network (actors, critics, the flow's scale/translation nets) is built from it, so K
+seeds run as one batched matmul per layer. Inputs are [K, ..., in]; the middle dims are
+flattened into one batch dim for `baddbmm`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from hflow.seeding import MemberRNG
+
+FINAL_INIT = 0.003  # HIRO's final layers: U(-0.003, 0.003)
+
+
+class MemberLinear(nn.Module):
+    def __init__(self, members: int, in_features: int, out_features: int):
+        super().__init__()
+        self.members, self.in_features, self.out_features = members, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_features))
+
+    def reset_parameters(self, rng: MemberRNG, final: bool = False, copies: int = 1) -> None:
+        """HIRO's init: variance scaling 1/3 (fan-in, uniform) = U(+-1/sqrt(fan_in));
+        final layers U(+-0.003); biases 0. Member k's weights come from member k's stream;
+        with copies > 1 (twin critics) the members are [copy 0 of all seeds, copy 1, ...]."""
+        limit = FINAL_INIT if final else 1.0 / math.sqrt(self.in_features)
+        with torch.no_grad():
+            u = torch.cat([rng.uniform(self.in_features, self.out_features)
+                           for _ in range(copies)]).to(self.weight.device)
+            self.weight.copy_((2 * u - 1) * limit)
+            self.bias.zero_()
+
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """members: use a slice of the members (e.g. the first critic of a twin)."""
+        weight, bias = self.weight, self.bias
+        if members is not None:
+            weight, bias = weight[members], bias[members]
+        shape = x.shape
+        y = torch.baddbmm(bias, x.reshape(shape[0], -1, shape[-1]), weight)
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, in={self.in_features}, out={self.out_features}"
+
+
+class MemberMLP(nn.Module):
+    """ReLU MLP of MemberLinear layers; `out_act` 'tanh' bounds the output to (-1, 1)."""
+
+    def __init__(self, members: int, sizes: list[int], rng: MemberRNG,
+                 out_act: str | None = None, final_init: bool = True):
+        super().__init__()
+        self.layers = nn.ModuleList(MemberLinear(members, a, b)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
+        for i, layer in enumerate(self.layers):
+            layer.reset_parameters(rng, final=final_init and i == len(self.layers) - 1)
+        self.out_act = out_act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        x = self.layers[-1](x)
+        return torch.tanh(x) if self.out_act == "tanh" else x

@@ -1,0 +1,349 @@
+"""The training loop: K seeds of one configuration in lockstep, HIRO's two-level schedule.
+
+Per env step: (every c steps) the high level picks a subgoal, the low level acts, the K envs
+step, the low-level transition is stored, a finished c-step segment goes to the high-level
+buffer, then the low level updates (every step) and the high level (every 10 steps) once the
+warm-up is over. Every `eval_every` steps: evaluate, append a metrics row per seed, checkpoint.
+Rerunning the same command resumes from the newest readable checkpoint.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hflow import HflowError
+from hflow.agents.hiro import HierarchicalAgent
+from hflow.checkpoint import load_latest, save
+from hflow.config import RunConfig
+from hflow.envs import get_task, goal_space
+from hflow.envs.batch import EnvBatch
+from hflow.envs.maze_env import MazeEnv
+from hflow.evaluate import evaluate, make_eval_envs
+from hflow.io import atomic_path, write_json
+from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
+from hflow.progress import Progress
+from hflow.replay import ReplayBuffer
+from hflow.seeding import MemberNumpyRNG, MemberRNG, stream_seed
+
+CHECKPOINT_VERSION = 1
+# Keys that may differ between a checkpoint and the command that resumes it.
+RESUMABLE_CHANGES = ("train.steps", "train.device", "train.checkpoints_kept")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HflowError(f"train.device = {name!r} but CUDA is not available here; use cpu "
+                         f"or auto")
+    return device
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("hflow", "torch", "mujoco", "gymnasium", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "hflow"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        out["git_commit"] = commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        out["git_commit"] = "unknown"
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@dataclass
+class Segment:
+    """The c-step segment being collected for the high-level buffer."""
+
+    states: list
+    actions: list
+    extras: dict
+    goal: torch.Tensor
+    reward: np.ndarray
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,
+                 progress: bool = True):
+        self.cfg = cfg
+        self.seeds = list(cfg.train.seeds)
+        self.K = len(self.seeds)
+        self.out_dir = Path(out_dir)
+        self.state_dir = Path(state_dir) if state_dir else self.out_dir / (
+            "state-seeds-" + "-".join(map(str, self.seeds)))
+        self.device = resolve_device(cfg.train.device)
+        torch.set_num_threads(cfg.train.torch_threads)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        self.task = get_task(cfg.task.name)
+        self.goals = goal_space(self.task, cfg.task.hi, cfg.task.lo)
+        self.show_progress = progress
+
+        self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
+        low, high = self.agent.replay_fields()
+        self.lo_buffer = ReplayBuffer(self.K, cfg.lo.buffer_size, low, self.device)
+        self.hi_buffer = ReplayBuffer(self.K, cfg.hi.buffer_size, high, self.device)
+        self.rng = {name: MemberRNG(self.seeds, name, self.device)
+                    for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction")}
+        self.host_rng = {name: MemberNumpyRNG(self.seeds, name)
+                         for name in ("explore_lo", "explore_hi", "warmup")}
+        self.envs = EnvBatch([[MazeEnv(self.task, hi=cfg.task.hi, mode="train",
+                                       episode_steps=cfg.task.episode_steps,
+                                       block_shrink=cfg.task.block_shrink)] for _ in self.seeds])
+        self.eval_envs = make_eval_envs(cfg, self.seeds)
+        self.loss_log = LossLog(self.K, self.device)
+        self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv") for s in self.seeds]
+        self.step = 0
+        self.wall_offset = 0.0
+        self.start_time = time.monotonic()
+        self.interval_start = (self.start_time, 0)
+        self.episode_returns: list[list[float]] = [[] for _ in self.seeds]
+        self.lo_high = self.agent.action_scale.cpu().numpy()
+        self.hi_high = self.agent.goal_scale.cpu().numpy()
+
+    def seed_dir(self, seed: int) -> Path:
+        return self.out_dir / f"seed{seed}"
+
+    # -- records beside the results -------------------------------------------------------------
+    def write_run_records(self) -> None:
+        for k, seed in enumerate(self.seeds):
+            write_json(self.seed_dir(seed) / "config.json", {
+                "config": self.cfg.to_dict(),
+                "seed": seed,
+                "group_seeds": self.seeds,
+                "member": k,
+                "goal_space": self.goals.to_dict(),
+                "device": str(self.device),
+                "versions": versions(),
+            })
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "wall_s": self.wall_offset + (time.monotonic() - self.start_time),
+            "agent": self.agent.state_dict(),
+            "optim": {"hi": self.agent.hi.optimizer_state(), "lo": self.agent.lo.optimizer_state()},
+            "replay": {"lo": self.lo_buffer.state_dict(), "hi": self.hi_buffer.state_dict()},
+            "rng": {k: v.state_dict() for k, v in self.rng.items()},
+            "host_rng": {k: v.state_dict() for k, v in self.host_rng.items()},
+            "env_rng": self.envs.rng_states(),
+            "losses": self.loss_log.state_dict(),
+        }
+
+    def try_resume(self) -> bool:
+        state = load_latest(self.state_dir)
+        if state is None:
+            return False
+        saved, now = _flat(state["config"]), _flat(self.cfg.to_dict())
+        changed = [k for k in now if saved.get(k) != now[k] and k not in RESUMABLE_CHANGES]
+        if changed:
+            raise HflowError(
+                f"{self.state_dir} holds a checkpoint of a different configuration (differs in "
+                + ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+                + "); use another --out/--state-dir or delete that directory")
+        if state["step"] > self.cfg.train.steps:
+            raise HflowError(f"checkpoint at step {state['step']} is past train.steps = "
+                             f"{self.cfg.train.steps}")
+        self.agent.load_state_dict(state["agent"])
+        self.agent.hi.load_optimizer_state(state["optim"]["hi"])
+        self.agent.lo.load_optimizer_state(state["optim"]["lo"])
+        self.lo_buffer.load_state_dict(state["replay"]["lo"])
+        self.hi_buffer.load_state_dict(state["replay"]["hi"])
+        for k, v in self.rng.items():
+            v.load_state_dict(state["rng"][k])
+        for k, v in self.host_rng.items():
+            v.load_state_dict(state["host_rng"][k])
+        self.envs.load_rng_states(state["env_rng"])
+        self.loss_log.load_state_dict(state["losses"])
+        self.step = state["step"]
+        self.wall_offset = state["wall_s"]
+        for m in self.metrics:
+            m.load(up_to_step=self.step)
+        print(f"[hflow] resumed from {state['_path']} at step {self.step:,}", flush=True)
+        return True
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.start_time = time.monotonic()
+        resumed = self.try_resume()
+        self.interval_start = (self.start_time, self.step)
+        self.write_run_records()
+        label = f"{cfg.model} {self.task.name} hi={self.goals.hi} lo={self.goals.lo} " \
+                f"seeds={','.join(map(str, self.seeds))}"
+        progress = Progress(cfg.train.steps, label) if self.show_progress else None
+        if not resumed:
+            self._evaluate_and_checkpoint(progress)
+
+        total = cfg.train.steps
+        while self.step < total:
+            self.advance()
+            if self.step % cfg.train.eval_every == 0 or self.step == total:
+                self._evaluate_and_checkpoint(progress)
+            elif progress is not None:
+                progress.update(self.step)
+        if progress is not None:
+            progress.close()
+        self._write_policies()
+
+    def advance(self) -> None:
+        """One env step of all members, with the updates that follow it."""
+        if self.step % self.cfg.task.episode_steps == 0:
+            self._begin_episode()
+        if self.step % self.cfg.hierarchy.c == 0:
+            self._begin_segment()
+        self._env_step()
+        self.step += 1
+        if self.step >= self.cfg.train.warmup:
+            self._updates()
+
+    def _begin_episode(self) -> None:
+        seeds = None
+        if self.step == 0:  # later resets continue each env's own generator
+            seeds = np.array([[stream_seed(s, "env") % 2**32] for s in self.seeds])
+        obs, target = self.envs.reset(seeds)
+        self.state = self._tensor(obs)
+        self.target = self._tensor(target)
+        self.episode_return = np.zeros(self.K)
+
+    def _begin_segment(self) -> None:
+        if self.step < self.cfg.train.warmup:
+            high = self.hi_high
+            goal = self._tensor(self.host_rng["warmup"].uniform(-high, high, 1, len(high)))
+        else:
+            goal = self.agent.act_hi(self.state, self.target)
+            noise = self.host_rng["explore_hi"].normal(1, goal.shape[-1])
+            goal = self._noisy(goal, noise, self.cfg.hi.explore_sigma, self.agent.goal_scale)
+        self.goal = goal
+        self.segment = Segment([self.state], [], {}, goal, np.zeros(self.K))
+
+    def _noisy(self, value, noise, sigma, high):
+        noisy = value + sigma * self._tensor(noise)
+        return torch.maximum(torch.minimum(noisy, high), -high)
+
+    def _env_step(self) -> None:
+        action, extras = self.agent.act_lo(self.state, self.goal)
+        if self.step < self.cfg.train.warmup:
+            action = self._tensor(self.host_rng["warmup"].uniform(
+                -self.lo_high, self.lo_high, 1, len(self.lo_high)))
+        else:
+            noise = self.host_rng["explore_lo"].normal(1, action.shape[-1])
+            action = self._noisy(action, noise, self.cfg.lo.explore_sigma, self.agent.action_scale)
+        action_np = action.cpu().numpy()
+        if not np.isfinite(action_np).all():  # free to check: the action is on the host anyway
+            self.loss_log.check(self.seeds)  # names the loss that diverged, if one did
+            k = int(np.argwhere(~np.isfinite(action_np))[0, 0])
+            raise NonFiniteLossError(f"the low-level action of member {k} (seed "
+                                     f"{self.seeds[k]}) became NaN or inf at env step {self.step}")
+        obs, reward, _, _ = self.envs.step(action_np)
+        next_state = self._tensor(obs)
+        next_goal = self.agent.goal_transition(self.state, self.goal, next_state)
+        self.lo_buffer.add(
+            state=self.state[:, 0], goal=self.goal[:, 0], action=action[:, 0],
+            reward=self.agent.intrinsic_reward(self.state, self.goal, next_state)[:, 0],
+            next_state=next_state[:, 0], next_goal=next_goal[:, 0])
+        seg = self.segment
+        seg.states.append(next_state)
+        seg.actions.append(action)
+        for name, value in extras.items():
+            seg.extras.setdefault(name, []).append(value)
+        seg.reward += reward[:, 0]
+        self.episode_return += reward[:, 0]
+        if len(seg.actions) == self.cfg.hierarchy.c:
+            self.hi_buffer.add(
+                states=torch.stack(seg.states, dim=2)[:, 0],
+                actions=torch.stack(seg.actions, dim=2)[:, 0],
+                goal=seg.goal[:, 0], target=self.target[:, 0],
+                reward=self._tensor(seg.reward)[:, None],
+                **{k: torch.stack(v, dim=2)[:, 0] for k, v in seg.extras.items()})
+        self.state, self.goal = next_state, next_goal
+        if (self.step + 1) % self.cfg.task.episode_steps == 0:
+            for k in range(self.K):
+                self.episode_returns[k].append(float(self.episode_return[k]))
+
+    def _updates(self) -> None:
+        cfg, agent, step = self.cfg, self.agent, self.step
+        batch_size = cfg.td3.batch_size
+        if step % cfg.lo.update_every == 0 and len(self.lo_buffer) >= batch_size:
+            batch = self.lo_buffer.sample(batch_size, self.rng["replay_lo"])
+            losses = agent.update_lo(batch, self.rng["noise_lo"])
+            for name, value in losses.items():
+                self.loss_log.record(f"lo_{name}", value, step)
+        if step % cfg.hi.update_every == 0 and len(self.hi_buffer) >= batch_size:
+            batch = self.hi_buffer.sample(batch_size, self.rng["replay_hi"])
+            losses = agent.update_hi(batch, self.rng["noise_hi"], self.rng["correction"])
+            for name, value in losses.items():
+                self.loss_log.record(f"hi_{name}", value, step)
+
+    def _evaluate_and_checkpoint(self, progress: Progress | None) -> None:
+        self.loss_log.check(self.seeds)  # before anything is written: keep the last good state
+        results = evaluate(self.agent, self.eval_envs, self.seeds, self.cfg, self.device)
+        now = time.monotonic()
+        t0, s0 = self.interval_start
+        sps = (self.step - s0) / (now - t0) if self.step > s0 and now > t0 else float("nan")
+        wall = self.wall_offset + (now - self.start_time)
+        losses = self.loss_log.means()
+        for k in range(self.K):
+            returns = self.episode_returns[k]
+            self.metrics[k].append({
+                "step": self.step,
+                **{name: float(values[k]) for name, values in results.items()},
+                "train_return": float(np.mean(returns)) if returns else float("nan"),
+                **losses[k],
+                "steps_per_s": sps, "wall_s": wall,
+            })
+        self.loss_log.reset()
+        self.episode_returns = [[] for _ in self.seeds]
+        save(self.state_dict(), self.state_dir, self.step, self.cfg.train.checkpoints_kept)
+        if progress is not None:
+            note = (f"eval reward {np.mean(results['eval_reward']):.1f}, success "
+                    f"{np.mean(results['eval_success']):.2f}")
+            progress.update(self.step, note=note, force=True)
+        self.interval_start = (time.monotonic(), self.step)
+
+    def _write_policies(self) -> None:
+        nets = {"hi_actor": self.agent.hi.actor.state_dict(),
+                "lo_actor": self.agent.lo.actor.state_dict(),
+                "hi_critic": self.agent.hi.critic.state_dict(),
+                "lo_critic": self.agent.lo.critic.state_dict()}
+        for k, seed in enumerate(self.seeds):
+            with atomic_path(self.seed_dir(seed) / "policy.pt") as tmp:
+                torch.save({"config": self.cfg.to_dict(), "seeds": self.seeds, "member": k,
+                            "step": self.step, "nets": nets}, tmp)
+
+
+def train(cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,
+          progress: bool = True) -> Trainer:
+    trainer = Trainer(cfg, out_dir, state_dir, progress)
+    trainer.run()
+    return trainer
+

@@ -1,0 +1,186 @@
+"""The training loop: HIRO's correction, resume after a kill, NaN guard, determinism, config."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny
+
+from hflow.agents.corrections import HiroCorrection
+from hflow.agents.hiro import HierarchicalAgent
+from hflow.checkpoint import list_checkpoints
+from hflow.cli import main
+from hflow.config import ConfigError, resolve
+from hflow.envs import get_task, goal_space
+from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
+from hflow.seeding import MemberRNG
+from hflow.train import Trainer
+
+
+class KnownLowLevel(torch.nn.Module):
+    """A low level we know: a = clip(0.5 * g_xy), whatever the state."""
+
+    def forward(self, obs):
+        goal_xy = obs[..., -3:-1]  # PointMaze: obs (7) + goal (x, y, z)
+        return (0.5 * goal_xy).clamp(-1, 1)
+
+
+def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
+    cfg = resolve("hiro", sets=tiny("hiro", ["task.name=PointMazeSingle"]))
+    task = get_task("PointMazeSingle")
+    agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=[0, 1])
+    agent.lo.actor = KnownLowLevel()
+    c, batch = cfg.hierarchy.c, 16
+    rng = np.random.default_rng(0)
+    true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 3)), dtype=torch.float32)
+    true_goal[..., 2] = 0  # z never changes for the point
+    states = torch.zeros(2, batch, c + 1, 7)
+    states[..., :3] = torch.tensor(rng.uniform(-3, 3, (2, batch, 1, 3)), dtype=torch.float32)
+    actions = torch.zeros(2, batch, c, 2)
+    goal = true_goal.clone()
+    for i in range(c):  # roll the segment under the known policy: s' = s + 0.2 a
+        obs = torch.cat([states[:, :, i], goal], dim=-1)
+        actions[:, :, i] = agent.lo.actor(obs)
+        states[:, :, i + 1] = states[:, :, i]
+        states[:, :, i + 1, :2] += 0.2 * actions[:, :, i]
+        goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
+    stale = true_goal + torch.tensor([3.0, -3.0, 0.0])  # what an older high level asked for
+    batch_ = {"states": states, "actions": actions, "goal": stale}
+    relabelled = HiroCorrection(8, 0.5)(agent, batch_, MemberRNG([0, 1], "correction"))
+    err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
+    err_old = (stale - true_goal)[..., :2].norm(dim=-1)
+    assert (err_new < err_old).all()
+    assert err_new.mean() < 0.5 * err_old.mean()
+
+
+def _cmd(out, steps=600, seeds="0,1", extra=()):
+    sets = tiny("hiro", ["train.eval_every=200", *extra])
+    return [sys.executable, "-m", "hflow.cli", "train", "--model", "hiro", "--task",
+            "PointMazeSingle", "--seeds", seeds, "--steps", str(steps), "--out", str(out),
+            "--no-progress", *[a for s in sets for a in ("--set", s)]]
+
+
+def _metrics(out, seed):
+    rows = read_metrics(out / f"seed{seed}" / "metrics.csv")
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+
+def _same(rows_a, rows_b):
+    assert len(rows_a) == len(rows_b)
+    for a, b in zip(rows_a, rows_b):
+        for k in a:
+            assert (a[k] == b[k]) or (np.isnan(a[k]) and np.isnan(b[k])), (k, a, b)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    subprocess.run(_cmd(out), check=True)
+    return out
+
+
+def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
+    subprocess.run(_cmd(tmp_path), check=True)
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+    rows = read_metrics(uninterrupted / "seed0" / "metrics.csv")
+    assert [r["step"] for r in rows] == [0, 200, 400, 600]
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    record = json.loads((uninterrupted / "seed1" / "config.json").read_text())
+    assert record["seed"] == 1 and record["config"]["model"] == "hiro"
+    assert record["goal_space"]["subgoal_names"] == ["x", "y", "z"]
+    assert {"torch", "mujoco", "gymnasium", "git_commit"} <= set(record["versions"])
+    assert (uninterrupted / "seed1" / "policy.pt").stat().st_size > 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_identical_metrics(uninterrupted, tmp_path, sig):
+    proc = subprocess.Popen(_cmd(tmp_path))
+    state = tmp_path / "state-seeds-0-1"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if any("000000200" in p.name for p in list_checkpoints(state)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.kill(proc.pid, sig)
+    proc.wait()
+    assert not (tmp_path / "seed0" / "policy.pt").exists()
+    done = subprocess.run(_cmd(tmp_path), check=True, capture_output=True, text=True)
+    assert "resumed from" in done.stdout
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted, tmp_path):
+    subprocess.run(_cmd(tmp_path, steps=400), check=True)
+    latest = list_checkpoints(tmp_path / "state-seeds-0-1")[-1]
+    assert latest.name.endswith("000000400.pt")
+    latest.write_bytes(latest.read_bytes()[:1000])  # a torn write
+    done = subprocess.run(_cmd(tmp_path), check=True, capture_output=True, text=True)
+    assert "cannot be read" in done.stderr and "falling back" in done.stderr
+    assert "at step 200" in done.stdout
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
+def test_resume_refuses_a_different_configuration(uninterrupted, tmp_path):
+    subprocess.run(_cmd(tmp_path, steps=200), check=True)
+    bad = subprocess.run(_cmd(tmp_path, extra=["td3.gamma=0.9"]), capture_output=True,
+                         text=True)
+    assert bad.returncode == 2
+    assert "td3.gamma: 0.99 -> 0.9" in bad.stderr
+
+
+def test_non_finite_loss_stops_with_step_member_and_loss(tmp_path, monkeypatch):
+    cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 600},
+                  sets=tiny("hiro", ["task.name=PointMazeSingle"]))
+    original = HierarchicalAgent.intrinsic_reward
+    calls = {"n": 0}
+
+    def poisoned(self, s, g, s_next):
+        calls["n"] += 1
+        reward = original(self, s, g, s_next)
+        if calls["n"] > 250:  # from env step 251 on, member 1's rewards are NaN
+            reward = reward.clone()
+            reward[1] = float("nan")
+        return reward
+
+    monkeypatch.setattr(HierarchicalAgent, "intrinsic_reward", poisoned)
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"'lo_critic' of member 1 \(seed 1\).*step 2\d\d"):
+        trainer.run()
+    kept = list_checkpoints(tmp_path / "state-seeds-0-1")
+    assert kept[-1].name.endswith("000000200.pt")
+    state = torch.load(kept[-1], weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["agent"].values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
+
+
+def test_config_errors_name_key_value_and_allowed(capsys):
+    with pytest.raises(ConfigError, match=r"did you mean 'td3\.gamma'"):
+        resolve("hiro", sets=["td3.gama=0.9"])
+    with pytest.raises(ConfigError, match="'hierarchy.correction' = 'hirro': allowed values: "
+                                          "none, hiro, flow"):
+        resolve("hiro", sets=["hierarchy.correction=hirro"])
+    with pytest.raises(ConfigError, match=r"'td3.batch_size' = 'big': expected an integer"):
+        resolve("hiro", sets=["td3.batch_size=big"])
+    with pytest.raises(ConfigError, match="must be a multiple of 'task.episode_steps'"):
+        resolve("hiro", sets=["train.eval_every=1234"])
+    assert main(["train", "--model", "hiro", "--out", "x", "--set", "lo.polcy=flow"]) == 2
+    assert "did you mean 'lo.policy'" in capsys.readouterr().err
+    assert main(["train", "--model", "hiro", "--seeds", "a,b", "--out", "x"]) == 2
+
+
+def test_print_config_resolves_preset_and_overrides(capsys):
+    assert main(["train", "--model", "hiro", "--task", "AntFallMulti", "--hi", "8", "--lo", "8",
+                 "--set", "td3.batch_size=256", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
