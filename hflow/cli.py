@@ -67,6 +67,16 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from hflow.agents.registry import presets_markdown, table2_markdown
+
+    print("TABLE II: Model comparison (from the presets' flags)\n")
+    print(table2_markdown())
+    print("\nPresets (`hflow train --model NAME`)\n")
+    print(presets_markdown())
+    return 0
+
+
 def yaml_dump(obj) -> str:
     import yaml
 
@@ -107,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--help-config", action="store_true",
                     help="list every config key with its default and exit")
     tr.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="Table II and the model presets")
+    models.set_defaults(func=_cmd_models)
     return parser
 
 

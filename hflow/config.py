@@ -44,6 +44,8 @@ class TaskConfig:
     lo: int | None = field(default=None, metadata={"doc": "subgoal dims (None: robot's tuple)"})
     episode_steps: int = _positive(500)
     block_shrink: float = field(default=0.99, metadata={"doc": "see docs/tasks.md"})
+    eval_target: list[float] | None = field(
+        default=None, metadata={"doc": "replaces the task's fixed target (hi values)"})
 
 
 @dataclass
@@ -106,6 +108,8 @@ class FlowConfig:
                                  "mu_zstate(s, mu_z(s,g)) (ours)")
     inverse: str = _choice("alg1", "alg1", "alg2", doc="stored or recomputed condition")
     reduce: str = _choice("first", "first", "mean", doc="how the c per-step inverses combine")
+    rest: str = _choice("keep", "keep", "delta_s",
+                        doc="relabelled goal elements beyond d: stored values or s_t+c - s_t")
     coupling_layers: int = _positive(4)
     hidden: list[int] = _list([150, 150], "scale/translation nets")
     z_state_dim: int = _positive(19, "size of a_{z-state}")
@@ -168,7 +172,12 @@ def _coerce(key: str, value: Any, f: dataclasses.Field):
     def bad(expected: str):
         return ConfigError(f"config key '{key}' = {value!r}: expected {expected}")
 
-    if typing.get_origin(kind) is list:
+    if kind == list[float]:
+        if not isinstance(value, list | tuple) or not value or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise bad("a non-empty list of numbers, e.g. [8, 0]")
+        value = [float(v) for v in value]
+    elif typing.get_origin(kind) is list:
         item_min = f.metadata.get("item_min", 1)
         if not isinstance(value, list | tuple) or not value or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= item_min for v in value):
@@ -290,7 +299,7 @@ def validate(cfg: RunConfig) -> None:
     from hflow.envs import get_task, goal_space
 
     spec = get_task(cfg.task.name)
-    goals = goal_space(spec, cfg.task.hi, cfg.task.lo)
+    goals = goal_space(spec, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
     t, h = cfg.train, cfg.hierarchy
     if len(set(t.seeds)) != len(t.seeds):
         raise ConfigError(f"config key 'train.seeds' = {t.seeds}: seeds must be distinct")

@@ -10,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hflow.envs.batch import EnvBatch
-from hflow.envs.maze_env import MazeEnv
+from hflow.envs.batch import EnvBatch, task_env
 from hflow.seeding import stream_seed
 
 
 def make_eval_envs(cfg, seeds: list[int]) -> EnvBatch:
-    return EnvBatch([[MazeEnv(cfg.task.name, hi=cfg.task.hi, mode="eval",
-                              episode_steps=cfg.task.episode_steps,
-                              block_shrink=cfg.task.block_shrink)
-                      for _ in range(cfg.train.eval_episodes)] for _ in seeds])
+    return EnvBatch([[task_env(cfg.task, "eval") for _ in range(cfg.train.eval_episodes)]
+                     for _ in seeds])
 
 
 @torch.no_grad()

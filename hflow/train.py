@@ -24,8 +24,7 @@ from hflow.agents.hiro import HierarchicalAgent
 from hflow.checkpoint import load_latest, save
 from hflow.config import RunConfig
 from hflow.envs import get_task, goal_space
-from hflow.envs.batch import EnvBatch
-from hflow.envs.maze_env import MazeEnv
+from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import evaluate, make_eval_envs
 from hflow.io import atomic_path, write_json
 from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
@@ -99,7 +98,7 @@ class Trainer:
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         self.task = get_task(cfg.task.name)
-        self.goals = goal_space(self.task, cfg.task.hi, cfg.task.lo)
+        self.goals = goal_space(self.task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
         self.show_progress = progress
 
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
@@ -110,9 +109,7 @@ class Trainer:
                     for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction")}
         self.host_rng = {name: MemberNumpyRNG(self.seeds, name)
                          for name in ("explore_lo", "explore_hi", "warmup")}
-        self.envs = EnvBatch([[MazeEnv(self.task, hi=cfg.task.hi, mode="train",
-                                       episode_steps=cfg.task.episode_steps,
-                                       block_shrink=cfg.task.block_shrink)] for _ in self.seeds])
+        self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds])
         self.eval_envs = make_eval_envs(cfg, self.seeds)
         self.loss_log = LossLog(self.K, self.device)
         self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv") for s in self.seeds]

@@ -67,6 +67,13 @@ def test_goal_space_lo8_keeps_first_tuple_elements():
     assert fall2.eval_target == (0, 27) and fall2.target_indices == (0, 1)
 
 
+def test_eval_target_override():
+    env = MazeEnv("PointMazeSingle", eval_target=(8, 0))
+    assert tuple(env.reset(seed=0)[1]["target"]) == (8, 0)
+    with pytest.raises(TaskError, match=r"eval_target \[8, 0, 1\] has 3 values.*needs 2"):
+        goal_space("PointMazeSingle", eval_target=(8, 0, 1))
+
+
 def test_unknown_task_lists_valid_ids():
     with pytest.raises(TaskError, match="AntPushSingle.*PointFallMulti") as err:
         MazeEnv("AntPushSingel")

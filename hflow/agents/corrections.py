@@ -79,15 +79,17 @@ class FlowInverseCorrection:
     alg2 (Algorithm 2): the condition recomputed by the current forward and conditional parts
     from (s, g) of the segment. The per-step inverses g~_{t+i} are mapped back to time t
     through the goal transition (g~_t = g~_{t+i} + s_{t+i} - s_t) and reduced by `reduce`
-    ('first': step t only; 'mean': mean over the c steps). Goal elements beyond d keep their
-    stored values; the result is clipped to the subgoal range like every goal.
+    ('first': step t only; 'mean': mean over the c steps). Goal elements beyond d, which the
+    flow does not see, keep their stored values (`rest='keep'`) or take HIRO's delta-s
+    candidate s_{t+c} - s_t (`rest='delta_s'`); the result is clipped to the subgoal range.
     """
 
     name = "flow"
 
-    def __init__(self, inverse: str = "alg1", reduce: str = "first"):
+    def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep"):
         assert inverse in ("alg1", "alg2") and reduce in ("first", "mean")
-        self.inverse, self.reduce = inverse, reduce
+        assert rest in ("keep", "delta_s")
+        self.inverse, self.reduce, self.rest = inverse, reduce, rest
 
     @torch.no_grad()
     def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
@@ -104,7 +106,12 @@ class FlowInverseCorrection:
         inverted = actor.invert(actions[:, :, :steps], cond)  # g~_{t+i}[:d]
         back = inverted - offsets[..., :d]  # to time t
         head = back.mean(dim=2) if self.reduce == "mean" else back[:, :, 0]
-        relabelled = torch.cat([head, goal[..., d:]], dim=-1)
+        if self.rest == "keep":
+            tail = goal[..., d:]
+        else:
+            s_lo = agent.subgoal_part(states)
+            tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
+        relabelled = torch.cat([head, tail], dim=-1)
         scale = agent.goal_scale
         return torch.maximum(torch.minimum(relabelled, scale), -scale)
 
@@ -115,5 +122,5 @@ def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInve
     if name == "hiro":
         return HiroCorrection(cfg.hierarchy.hiro_candidates, cfg.hierarchy.hiro_candidate_sigma)
     if name == "flow":
-        return FlowInverseCorrection(cfg.flow.inverse, cfg.flow.reduce)
+        return FlowInverseCorrection(cfg.flow.inverse, cfg.flow.reduce, cfg.flow.rest)
     raise ValueError(name)

@@ -89,7 +89,8 @@ def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
         if key.startswith("flow.") and cfg.lo.policy != "flow":
             raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
                               f"MLP (lo.policy = mlp), not a flow")
-        if key in ("flow.inverse", "flow.reduce") and cfg.hierarchy.correction != "flow":
+        if key in ("flow.inverse", "flow.reduce", "flow.rest") and \
+                cfg.hierarchy.correction != "flow":
             raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "
                               f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
         if key.startswith("hierarchy.hiro_") and cfg.hierarchy.correction != "hiro":

@@ -24,13 +24,14 @@ class MazeEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, task: str | TaskSpec, hi: int | None = None, mode: str = "train",
-                 episode_steps: int = 500, block_shrink: float = 0.99):
+                 episode_steps: int = 500, block_shrink: float = 0.99,
+                 eval_target: tuple[float, ...] | None = None):
         self.task = get_task(task) if isinstance(task, str) else task
         if mode not in MODES:
             raise TaskError(f"mode={mode!r} is not valid; allowed: {', '.join(MODES)}")
         if episode_steps < 1:
             raise TaskError(f"episode_steps={episode_steps!r} must be >= 1")
-        self.goals: GoalSpace = goal_space(self.task, hi=hi)
+        self.goals: GoalSpace = goal_space(self.task, hi=hi, eval_target=eval_target)
         self.mode = mode
         self.episode_steps = episode_steps
         robot = self.task.robot

@@ -126,7 +126,8 @@ def lo_range(task: TaskSpec) -> tuple[int, int]:
     return (2, task.robot.nq)
 
 
-def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = None) -> GoalSpace:
+def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = None,
+               eval_target: tuple[float, ...] | None = None) -> GoalSpace:
     """Indices, ranges and targets of both levels for a (task, hi, lo) triple.
 
     hi: the size of the task target, i.e. the first `hi` elements of the low-level tuple
@@ -136,6 +137,8 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     hi = 2 targets (x, y) only).
     lo: the subgoal size, the first `lo` elements of the low-level tuple.
     Defaults: the task's own target size and the robot's full tuple (HIRO's "optimal").
+    eval_target: replaces the fixed target (hi values), as HIRO's point maze evaluated at
+    three targets along the U; single tasks also train on it.
     """
     spec = get_task(task) if isinstance(task, str) else task
     robot = spec.robot
@@ -149,18 +152,23 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     native = spec.native_hi
     own_eval = spec._scaled(spec.maze.eval_target)
     own_low, own_high = spec._scaled(spec.maze.target_low), spec._scaled(spec.maze.target_high)
-    eval_target, low, high = [], [], []
+    fixed, low, high = [], [], []
     for k in range(hi):
         if k < native:
-            eval_target.append(own_eval[k])
+            fixed.append(own_eval[k])
             low.append(own_low[k])
             high.append(own_high[k])
         else:
             upright = robot.upright[k - 2] + (spec.ground_z if k == 2 else 0.0)
             half = robot.subgoal_half_range[k]
-            eval_target.append(float(upright))
+            fixed.append(float(upright))
             low.append(float(upright - half))
             high.append(float(upright + half))
+    if eval_target is not None:
+        if len(eval_target) != hi:
+            raise TaskError(f"eval_target {list(eval_target)} has {len(eval_target)} values; "
+                            f"{spec.name} with hi={hi} needs {hi}")
+        fixed = [float(v) for v in eval_target]
     return GoalSpace(
         task=spec.name,
         hi=hi,
@@ -169,7 +177,7 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
         target_names=robot.names[:hi],
         target_low=tuple(low),
         target_high=tuple(high),
-        eval_target=tuple(eval_target),
+        eval_target=tuple(fixed),
         subgoal_indices=tuple(range(lo)),
         subgoal_names=robot.names[:lo],
         subgoal_half_range=tuple(float(v) for v in robot.subgoal_half_range[:lo]),
