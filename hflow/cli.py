@@ -77,6 +77,49 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_aggregate(args) -> int:
+    from hflow.analysis.aggregate import aggregate, write_summary
+
+    frame = aggregate(args.metrics)
+    write_summary(frame, args.output)
+    print(f"{args.output}: {len(frame)} rows, {frame.groupby(['task', 'run']).ngroups} runs, "
+          f"{len(args.metrics)} seeds' metrics")
+    return 0
+
+
+def _read_summary(path):
+    from pathlib import Path
+
+    import pandas as pd
+
+    if not Path(path).exists():
+        raise HflowError(f"summary {path!r} does not exist; run `hflow aggregate` first")
+    return pd.read_parquet(path)
+
+
+def _cmd_figures(args) -> int:
+    import json
+
+    from hflow.analysis.figures import plot_figure
+
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as err:
+        raise HflowError(f"--spec is not valid JSON: {err}") from None
+    for path in plot_figure(_read_summary(args.summary), spec, args.output):
+        print(path)
+    return 0
+
+
+def _cmd_tables(args) -> int:
+    from hflow.analysis.tables import write_table2
+
+    write_table2(_read_summary(args.summary), args.md, args.tex)
+    print(args.md)
+    print(args.tex)
+    return 0
+
+
 def yaml_dump(obj) -> str:
     import yaml
 
@@ -120,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="Table II and the model presets")
     models.set_defaults(func=_cmd_models)
+
+    agg = sub.add_parser("aggregate", help="all runs' metrics into one parquet table")
+    agg.add_argument("metrics", nargs="+", help="seed<N>/metrics.csv files")
+    agg.add_argument("-o", "--output", required=True, help="e.g. results/summary.parquet")
+    agg.set_defaults(func=_cmd_aggregate)
+
+    figs = sub.add_parser("figures", help="one learning-curve figure (PDF + PNG)")
+    figs.add_argument("--summary", required=True)
+    figs.add_argument("--spec", required=True,
+                      help="JSON: {title, panels: [{task, runs: [{model, hi, lo, color}]}]}")
+    figs.add_argument("-o", "--output", required=True, help="e.g. figures/fig3.pdf")
+    figs.set_defaults(func=_cmd_figures)
+
+    tables = sub.add_parser("tables", help="Table II (O/X) and the results table")
+    tables.add_argument("--summary", required=True)
+    tables.add_argument("--md", required=True)
+    tables.add_argument("--tex", required=True)
+    tables.set_defaults(func=_cmd_tables)
     return parser
 
 

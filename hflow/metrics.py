@@ -37,13 +37,16 @@ class MetricsCSV:
         self.path = Path(path)
         self.rows: list[dict] = []
 
-    def load(self, up_to_step: int) -> None:
-        """Keeps rows of an earlier (interrupted) run up to the resumed step."""
-        self.rows = [r for r in read_metrics(self.path) if r["step"] <= up_to_step] \
-            if self.path.exists() else []
+    def restore(self, rows: list[dict]) -> None:
+        """Back to a checkpoint's rows (a file that ran ahead of it is rewritten now)."""
+        self.rows = [dict(r) for r in rows]
+        self.write()
 
     def append(self, row: dict) -> None:
         self.rows.append({c: row.get(c, math.nan) for c in METRIC_COLUMNS})
+        self.write()
+
+    def write(self) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         writer.writeheader()

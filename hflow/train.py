@@ -151,6 +151,8 @@ class Trainer:
             "host_rng": {k: v.state_dict() for k, v in self.host_rng.items()},
             "env_rng": self.envs.rng_states(),
             "losses": self.loss_log.state_dict(),
+            # The rows live here too: a workflow manager may delete a failed job's outputs.
+            "metrics": [m.rows for m in self.metrics],
         }
 
     def try_resume(self) -> bool:
@@ -180,8 +182,8 @@ class Trainer:
         self.loss_log.load_state_dict(state["losses"])
         self.step = state["step"]
         self.wall_offset = state["wall_s"]
-        for m in self.metrics:
-            m.load(up_to_step=self.step)
+        for m, rows in zip(self.metrics, state["metrics"], strict=True):
+            m.restore(rows)
         print(f"[hflow] resumed from {state['_path']} at step {self.step:,}", flush=True)
         return True
 

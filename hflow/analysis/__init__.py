@@ -1,0 +1,1 @@
+"""Aggregation of run metrics, bootstrap statistics, figures and tables."""

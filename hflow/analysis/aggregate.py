@@ -1,0 +1,60 @@
+"""All runs' metrics in one tidy table: one row per (run, seed, eval point).
+
+Each `seed<N>/metrics.csv` is read with the `config.json` beside it, which says what the run
+was (task, preset, resolved hi and lo, seed), so the table never depends on directory names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from hflow import HflowError
+from hflow.agents.registry import get_preset
+from hflow.io import atomic_path
+from hflow.metrics import METRIC_COLUMNS, read_metrics
+
+ID_COLUMNS = ("task", "model", "label", "hi", "lo", "run", "seed")
+
+
+def run_label(model: str, hi: int, lo: int) -> str:
+    """The paper's legend label `{model}_{hi}_{lo}`, with the preset's display label."""
+    return f"{get_preset(model).label}_{hi}_{lo}"
+
+
+def read_run(metrics_csv: str | Path) -> pd.DataFrame:
+    metrics_csv = Path(metrics_csv)
+    record_path = metrics_csv.with_name("config.json")
+    if not record_path.exists():
+        raise HflowError(f"{metrics_csv} has no config.json beside it")
+    record = json.loads(record_path.read_text())
+    cfg, goals = record["config"], record["goal_space"]
+    rows = read_metrics(metrics_csv)
+    if not rows:
+        raise HflowError(f"{metrics_csv} has no rows")
+    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    ids = {"task": cfg["task"]["name"], "model": cfg["model"],
+           "label": get_preset(cfg["model"]).label, "hi": goals["hi"], "lo": goals["lo"],
+           "run": run_label(cfg["model"], goals["hi"], goals["lo"]), "seed": record["seed"]}
+    for i, (key, value) in enumerate(ids.items()):
+        frame.insert(i, key, value)
+    return frame
+
+
+def aggregate(metrics_files: list[str | Path]) -> pd.DataFrame:
+    if not metrics_files:
+        raise HflowError("no metrics files to aggregate")
+    frame = pd.concat([read_run(p) for p in metrics_files], ignore_index=True)
+    duplicated = frame.duplicated(["task", "model", "hi", "lo", "seed", "step"])
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        raise HflowError(f"two metrics files hold {first['task']} {first['model']} "
+                         f"hi={first['hi']} lo={first['lo']} seed={first['seed']}")
+    return frame.sort_values(["task", "run", "seed", "step"], ignore_index=True)
+
+
+def write_summary(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)

@@ -1,0 +1,94 @@
+"""Learning-curve figures laid out as the paper's Fig. 3-5.
+
+A figure spec (from the grid config) lists panels; each panel is a task and the runs drawn in
+it: `{model, hi, lo, color}`. Each line is the mean over seeds with a 95% bootstrap band;
+legend labels are the paper's `{model}_{hi}_{lo}`. Page 1 of the PDF is the eval average
+reward (the paper's y axis), page 2 the success rate; PNG copies of both pages are written
+beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from hflow import HflowError  # noqa: E402
+from hflow.analysis.aggregate import run_label  # noqa: E402
+from hflow.analysis.stats import curves  # noqa: E402
+from hflow.io import atomic_path  # noqa: E402
+
+PAGES = (("eval_reward", "average reward"), ("eval_success", "success rate"))
+
+
+def _steps(x, _pos) -> str:
+    return f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
+
+
+def check_runs(summary: pd.DataFrame, spec: dict) -> None:
+    present = set(zip(summary["task"], summary["run"], summary["model"]))
+    missing = [f"{p['task']} {r['model']} hi={r['hi']} lo={r['lo']}" for p in spec["panels"]
+               for r in p["runs"]
+               if (p["task"], run_label(r["model"], r["hi"], r["lo"]), r["model"]) not in present]
+    if missing:
+        raise HflowError("the summary has no results for: " + "; ".join(missing))
+
+
+def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
+    panels = spec["panels"]
+    cols = min(len(panels), 2 if len(panels) == 4 else 3)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    stats = curves(summary, value)
+    palette = sns.color_palette("tab10")
+    for i, (ax, panel) in enumerate(zip(axes.flat, panels)):
+        for j, run in enumerate(panel["runs"]):
+            label = run_label(run["model"], run["hi"], run["lo"])
+            line = stats[(stats["task"] == panel["task"]) & (stats["run"] == label)]
+            color = run.get("color", palette[j % len(palette)])
+            ax.plot(line["step"], line["mean"], color=color, label=label, lw=1.6)
+            ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=color,
+                            alpha=0.2, lw=0)
+        letter = f"({chr(ord('a') + i)}) " if len(panels) > 1 else ""
+        ax.set_title(letter + panel.get("title", panel["task"]), fontsize=10)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_formatter(FuncFormatter(_steps))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    n = int(summary["seed"].nunique())
+    fig.suptitle(f"{spec.get('title', '')}\nmean over seeds with 95% bootstrap CI "
+                 f"({n} seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_figure(summary: pd.DataFrame, spec: dict, out_pdf: str | Path) -> list[Path]:
+    """Writes OUT.pdf (2 pages) and OUT.png / OUT_success.png; returns the paths."""
+    check_runs(summary, spec)
+    out_pdf = Path(out_pdf)
+    tasks = {p["task"] for p in spec["panels"]}
+    summary = summary[summary["task"].isin(tasks)]
+    written = [out_pdf]
+    sns.set_theme(style="whitegrid", context="paper")
+    figs = [_page(summary, spec, value, ylabel) for value, ylabel in PAGES]
+    with atomic_path(out_pdf) as tmp, PdfPages(tmp) as pdf:
+        for fig in figs:
+            pdf.savefig(fig)
+    for fig, suffix in zip(figs, ("", "_success")):
+        png = out_pdf.with_name(f"{out_pdf.stem}{suffix}.png")
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        written.append(png)
+        plt.close(fig)
+    return written

@@ -1,0 +1,159 @@
+"""The Snakemake pipeline: grid planning, lint, the smoke run end to end, regeneration from
+DVC-cached runs in a fresh clone, and the SLURM profile on a real single-node SLURM."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from pypdf import PdfReader
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+def sh(cmd, cwd, check=True, **kw):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake run or dry run."""
+    block = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", block, re.M)}
+
+
+def unique_runs(config_file: Path) -> set:
+    config = yaml.safe_load(config_file.read_text())
+    return {(p["task"], r["model"], r["hi"], r["lo"]) for f in config["figures"].values()
+            for p in f["panels"] for r in p["runs"]}
+
+
+def test_dry_run_plans_the_papers_grid():
+    runs = unique_runs(ROOT / "config" / "config.yaml")
+    assert len(runs) == 38  # Fig. 3: 16, Fig. 4: 24 (4 shared with Fig. 3), Fig. 5: 2
+    out = sh(["snakemake", "-n", "all"], ROOT).stdout
+    assert job_counts(out) == {"train_seeds_0_1_2_3_4": 38, "aggregate": 1, "figure": 3,
+                               "table2": 1, "all": 1}
+
+
+def test_group_size_splits_seeds_into_jobs():
+    out = sh(["snakemake", "-n", "runs", "--config", "group_size=2"], ROOT).stdout
+    counts = job_counts(out)
+    assert counts["train_seeds_0_1"] == counts["train_seeds_2_3"] == counts["train_seeds_4"] == 38
+
+
+def test_lint_reports_nothing():
+    run = sh(["snakemake", "--lint"], ROOT)
+    out = run.stdout + run.stderr
+    assert "Congratulations, your workflow is in a good condition!" in out
+    assert "Lints for" not in out
+
+
+def test_bad_grid_config_stops_before_any_job(tmp_path):
+    bad = sh(["snakemake", "-n", "--config", "steps=-5"], ROOT, check=False)
+    assert bad.returncode != 0 and "steps" in bad.stderr + bad.stdout
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config["figures"]["fig5"]["panels"][0]["runs"][0]["hi"] = 9
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    bad = sh(["snakemake", "-n", "--configfile", str(tmp_path / "bad.yaml")], ROOT, check=False)
+    assert bad.returncode != 0
+    assert "grid run PointFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
+    assert "allowed 2..3" in bad.stderr + bad.stdout
+
+
+def _copy_repo(dest: Path) -> Path:
+    """The working tree (tracked and untracked-but-not-ignored files) as a new git repo."""
+    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], ROOT).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory):
+    """A copy of the repo where the smoke grid was trained through DVC and figures built."""
+    base = tmp_path_factory.mktemp("pipeline")
+    repo = _copy_repo(base / "first")
+    remote = base / "remote"
+    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], repo)
+    sh(["dvc", "repro", "smoke"], repo)
+    build = sh(["snakemake", "--cores", "2", "all", *SMOKE], repo)
+    return repo, remote, build.stdout + build.stderr
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_end_to_end(smoke_repo):
+    repo, _, log = smoke_repo
+    assert "train_seeds" not in log  # `dvc repro smoke` trained; this run only built outputs
+    figures = repo / "results" / "smoke" / "figures"
+    for fig in ("fig3", "fig4", "fig5"):
+        assert len(PdfReader(figures / f"{fig}.pdf").pages) == 2  # reward, success rate
+        for png in (f"{fig}.png", f"{fig}_success.png"):
+            assert (figures / png).read_bytes()[:4] == b"\x89PNG"
+    table = (figures / "table2.md").read_text()
+    assert "| Our model | O | O |" in table and "ours_3_3" in table and "hiro_3_2" in table
+    assert r"\begin{tabular}" in (figures / "table2.tex").read_text()
+    summary = pd.read_parquet(repo / "results" / "smoke" / "summary.parquet")
+    runs = unique_runs(repo / "config" / "smoke.yaml")
+    config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    points = config["steps"] // config["eval_every"] + 1  # step 0 included
+    assert len(summary) == len(runs) * len(config["seeds"]) * points
+    assert not summary.duplicated(["task", "model", "hi", "lo", "seed", "step"]).any()
+    assert set(summary["step"]) == {0, 200, 400}
+
+
+@pytest.mark.slow
+def test_figures_regenerate_from_dvc_cache_without_training(smoke_repo, tmp_path):
+    repo, remote, _ = smoke_repo
+    sh(["git", "add", "dvc.lock"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "runs"], repo)
+    sh(["dvc", "push", "smoke"], repo)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "results").exists()
+    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
+    sh(["dvc", "pull", "smoke"], clone)
+    run = sh(["snakemake", "--cores", "1", "all", *SMOKE], clone)
+    counts = job_counts(run.stdout + run.stderr)
+    assert not any(job.startswith("train") for job in counts), counts
+    assert counts == {"aggregate": 1, "figure": 3, "table2": 1, "all": 1}
+    assert (clone / "results" / "smoke" / "figures" / "fig3.pdf").exists()
+    again = sh(["snakemake", "--cores", "1", "all", *SMOKE], clone)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_profile_runs_the_smoke_pipeline(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmctld/slurmd needs root (CI runs as root)")
+    partition = sh(["bash", str(ROOT / "tests" / "slurm" / "start.sh")], ROOT).stdout.split()[-1]
+    repo = _copy_repo(tmp_path / "repo")
+    run = sh(["snakemake", "all", *SMOKE, "--workflow-profile", "workflow/profiles/slurm",
+              "--default-resources", f"slurm_partition={partition}", "runtime=10",
+              "mem_mb=1000", "--slurm-no-account", "--slurm-status-command", "squeue",
+              "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
+              "--slurm-logdir", str(tmp_path / "slurm-logs")], repo, timeout=1500)
+    log = run.stdout + run.stderr
+    assert "executor: slurm" in log.lower() or "slurm" in log.lower()
+    assert re.search(r"[Ss]ubmitted .*job", log), log[-2000:]
+    counts = job_counts(log)
+    assert counts["train_seeds_0_1"] == len(unique_runs(repo / "config" / "smoke.yaml"))
+    figures = repo / "results" / "smoke" / "figures"
+    for name in ("fig3.pdf", "fig4.pdf", "fig5.pdf", "table2.md", "table2.tex"):
+        assert (figures / name).exists(), name
+    accounting = sh(["squeue", "-h", "-t", "all", "-o", "%j %T"], ROOT).stdout
+    assert "COMPLETED" in accounting
