@@ -54,7 +54,10 @@ class TrainConfig:
     seeds: list[int] = _list([0], "seeds trained together in one process (members)",
                              item_min=0)
     warmup: int = _positive(2_500, "random-action steps before updates start", minimum=0)
-    eval_every: int = _positive(50_000, "env steps between evaluations and checkpoints")
+    eval_every: int = _positive(50_000, "env steps between evaluations")
+    checkpoint_every: int | None = field(
+        default=None, metadata={"min": 1, "doc": "env steps between resume checkpoints, a "
+                                                 "multiple of eval_every (None: eval_every)"})
     eval_episodes: int = _positive(50)
     device: str = field(default="auto", metadata={"doc": "auto, cpu, cuda or cuda:N"})
     torch_threads: int = _positive(1, "CPU threads for torch (1 keeps CPU runs deterministic)")
@@ -310,6 +313,9 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"'train.eval_every' = {t.eval_every} must be a multiple of "
                           f"'task.episode_steps' = {cfg.task.episode_steps} (checkpoints are "
                           f"taken between episodes)")
+    if t.checkpoint_every is not None and t.checkpoint_every % t.eval_every:
+        raise ConfigError(f"'train.checkpoint_every' = {t.checkpoint_every} must be a multiple "
+                          f"of 'train.eval_every' = {t.eval_every}")
     if t.steps % cfg.task.episode_steps:
         raise ConfigError(f"'train.steps' = {t.steps} must be a multiple of "
                           f"'task.episode_steps' = {cfg.task.episode_steps}")

@@ -40,7 +40,7 @@ class MemberRNG:
 
     def load_state_dict(self, states: list[torch.Tensor]) -> None:
         for g, s in zip(self.generators, states, strict=True):
-            g.set_state(s.cpu() if self.device.type == "cpu" else s)
+            g.set_state(s.cpu())  # states are CPU byte tensors, also for CUDA generators
 
 
 class MemberNumpyRNG:

@@ -3,7 +3,8 @@
 Per env step: (every c steps) the high level picks a subgoal, the low level acts, the K envs
 step, the low-level transition is stored, a finished c-step segment goes to the high-level
 buffer, then the low level updates (every step) and the high level (every 10 steps) once the
-warm-up is over. Every `eval_every` steps: evaluate, append a metrics row per seed, checkpoint.
+warm-up is over. Every `eval_every` steps: evaluate and append a metrics row per seed; every
+`checkpoint_every` steps (and at the end) also checkpoint.
 Rerunning the same command resumes from the newest readable checkpoint.
 """
 
@@ -22,7 +23,7 @@ import torch
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.checkpoint import load_latest, save
-from hflow.config import RunConfig
+from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import evaluate, make_eval_envs
@@ -34,7 +35,9 @@ from hflow.seeding import MemberNumpyRNG, MemberRNG, stream_seed
 
 CHECKPOINT_VERSION = 1
 # Keys that may differ between a checkpoint and the command that resumes it.
-RESUMABLE_CHANGES = ("train.steps", "train.device", "train.checkpoints_kept")
+# (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
+RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
+                     "train.checkpoint_every")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,13 +66,6 @@ def versions() -> dict[str, str]:
         out["git_commit"] = commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         out["git_commit"] = "unknown"
-    return out
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
@@ -159,7 +155,7 @@ class Trainer:
         state = load_latest(self.state_dir)
         if state is None:
             return False
-        saved, now = _flat(state["config"]), _flat(self.cfg.to_dict())
+        saved, now = flatten(state["config"]), flatten(self.cfg.to_dict())
         changed = [k for k in now if saved.get(k) != now[k] and k not in RESUMABLE_CHANGES]
         if changed:
             raise HflowError(
@@ -268,7 +264,7 @@ class Trainer:
         next_goal = self.agent.goal_transition(self.state, self.goal, next_state)
         self.lo_buffer.add(
             state=self.state[:, 0], goal=self.goal[:, 0], action=action[:, 0],
-            reward=self.agent.intrinsic_reward(self.state, self.goal, next_state)[:, 0],
+            reward=self.agent.intrinsic_reward(next_goal)[:, 0],
             next_state=next_state[:, 0], next_goal=next_goal[:, 0])
         seg = self.segment
         seg.states.append(next_state)
@@ -322,7 +318,9 @@ class Trainer:
             })
         self.loss_log.reset()
         self.episode_returns = [[] for _ in self.seeds]
-        save(self.state_dict(), self.state_dir, self.step, self.cfg.train.checkpoints_kept)
+        t = self.cfg.train
+        if self.step % (t.checkpoint_every or t.eval_every) == 0 or self.step == t.steps:
+            save(self.state_dict(), self.state_dir, self.step, t.checkpoints_kept)
         if progress is not None:
             note = (f"eval reward {np.mean(results['eval_reward']):.1f}, success "
                     f"{np.mean(results['eval_success']):.2f}")

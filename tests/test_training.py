@@ -130,6 +130,16 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted, tmp_pat
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
+def test_sparser_checkpoints_resume_to_identical_metrics(uninterrupted, tmp_path):
+    """Checkpoints every 400 steps: a run stopped at 400 resumes there, metrics unchanged."""
+    subprocess.run(_cmd(tmp_path, steps=400, extra=["train.checkpoint_every=400"]), check=True)
+    kept = [p.name for p in list_checkpoints(tmp_path / "state-seeds-0-1")]
+    assert kept == ["checkpoint-000000000000.pt", "checkpoint-000000000400.pt"]
+    subprocess.run(_cmd(tmp_path, extra=["train.checkpoint_every=400"]), check=True)
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
 def test_resume_refuses_a_different_configuration(uninterrupted, tmp_path):
     subprocess.run(_cmd(tmp_path, steps=200), check=True)
     bad = subprocess.run(_cmd(tmp_path, extra=["td3.gamma=0.9"]), capture_output=True,
@@ -144,9 +154,9 @@ def test_non_finite_loss_stops_with_step_member_and_loss(tmp_path, monkeypatch):
     original = HierarchicalAgent.intrinsic_reward
     calls = {"n": 0}
 
-    def poisoned(self, s, g, s_next):
+    def poisoned(self, next_goal):
         calls["n"] += 1
-        reward = original(self, s, g, s_next)
+        reward = original(self, next_goal)
         if calls["n"] > 250:  # from env step 251 on, member 1's rewards are NaN
             reward = reward.clone()
             reward[1] = float("nan")

@@ -79,9 +79,9 @@ class HierarchicalAgent(nn.Module):
         """h(s, g, s') = s + g - s': the same absolute point, seen from s'."""
         return self.subgoal_part(s) + g - self.subgoal_part(s_next)
 
-    def intrinsic_reward(self, s, g, s_next):
-        return -torch.linalg.vector_norm(self.goal_transition(s, g, s_next), dim=-1,
-                                         keepdim=True)
+    def intrinsic_reward(self, next_goal):
+        """-||s + g - s'||, i.e. minus the size of the goal that is left after the step."""
+        return -torch.linalg.vector_norm(next_goal, dim=-1, keepdim=True)
 
     def lo_input(self, states, goal):
         return torch.cat([states * self.lo_state_mask, goal], dim=-1)
