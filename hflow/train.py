@@ -122,6 +122,7 @@ class Trainer:
 
     # -- records beside the results -------------------------------------------------------------
     def write_run_records(self) -> None:
+        package_versions = versions()
         for k, seed in enumerate(self.seeds):
             write_json(self.seed_dir(seed) / "config.json", {
                 "config": self.cfg.to_dict(),
@@ -130,7 +131,7 @@ class Trainer:
                 "member": k,
                 "goal_space": self.goals.to_dict(),
                 "device": str(self.device),
-                "versions": versions(),
+                "versions": package_versions,
             })
 
     # -- checkpointing ---------------------------------------------------------------------------

@@ -33,6 +33,20 @@ def _steps(x, _pos) -> str:
     return f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
 
 
+def check_spec(spec: dict) -> None:
+    """The figure spec's shape, with errors that say what is missing where."""
+    panels = spec.get("panels") if isinstance(spec, dict) else None
+    if not isinstance(panels, list) or not panels:
+        raise HflowError("a figure spec needs 'panels': a non-empty list of {task, runs}")
+    for i, panel in enumerate(panels):
+        if not isinstance(panel, dict) or "task" not in panel or not panel.get("runs"):
+            raise HflowError(f"figure spec panel {i} needs 'task' and a non-empty 'runs'")
+        for j, run in enumerate(panel["runs"]):
+            missing = [k for k in ("model", "hi", "lo") if k not in run]
+            if missing:
+                raise HflowError(f"figure spec panel {i} run {j} lacks {', '.join(missing)}")
+
+
 def check_runs(summary: pd.DataFrame, spec: dict) -> None:
     present = set(zip(summary["task"], summary["run"], summary["model"]))
     missing = [f"{p['task']} {r['model']} hi={r['hi']} lo={r['lo']}" for p in spec["panels"]
@@ -75,6 +89,7 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out_pdf: str | Path) -> list[Path]:
     """Writes OUT.pdf (2 pages) and OUT.png / OUT_success.png; returns the paths."""
+    check_spec(spec)
     check_runs(summary, spec)
     out_pdf = Path(out_pdf)
     tasks = {p["task"] for p in spec["panels"]}
