@@ -118,11 +118,8 @@ class GoalSpace:
         return asdict(self)
 
 
-def hi_range(task: TaskSpec) -> tuple[int, int]:
-    return (2, task.robot.nq)
-
-
-def lo_range(task: TaskSpec) -> tuple[int, int]:
+def dims_range(task: TaskSpec) -> tuple[int, int]:
+    """Allowed hi and lo: from (x, y) to the robot's whole tuple."""
     return (2, task.robot.nq)
 
 
@@ -144,7 +141,8 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     robot = spec.robot
     hi = spec.native_hi if hi is None else hi
     lo = robot.nq if lo is None else lo
-    for key, value, (low, high) in (("hi", hi, hi_range(spec)), ("lo", lo, lo_range(spec))):
+    low, high = dims_range(spec)
+    for key, value in (("hi", hi), ("lo", lo)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise TaskError(f"{key}={value!r} is out of range for {spec.name}: "
                             f"allowed {low}..{high}")
