@@ -12,13 +12,23 @@ def _cmd_envs(args) -> int:
     from hflow.envs import TASKS, goal_space
 
     if args.action == "list":
-        print(f"{'task':<18} {'robot':<6} {'obs':>4} {'act':>4} {'hi':>3} {'lo':>3}  eval target")
+        print(f"{'task':<18} {'robot':<6} {'obs':>4} {'act':>4} {'hi':>3} {'lo':>3}  "
+              f"eval targets (headline *)")
+        notes = []
         for name, spec in TASKS.items():
             g = goal_space(spec)
-            target = ", ".join(f"{v:g}" for v in g.eval_target)
-            print(f"{name:<18} {spec.robot.name:<6} {spec.obs_dim:>4} "
-                  f"{spec.robot.nu:>4} "
-                  f"{g.hi:>3} {g.lo:>3}  ({target})")
+            targets = " ".join("(" + ", ".join(f"{v:g}" for v in t) + ")"
+                               + ("*" if len(g.eval_targets) > 1 and t == g.eval_target else "")
+                               for t in g.eval_targets)
+            mark = "" if spec.in_hiro else "  [not a HIRO task]"
+            print(f"{name:<18} {spec.robot.name:<6} {spec.obs_dim:>4} {spec.robot.nu:>4} "
+                  f"{g.hi:>3} {g.lo:>3}  {targets}{mark}")
+            if not spec.in_hiro:
+                notes.append(name)
+        if notes:
+            print(f"\n{', '.join(notes)}: not in HIRO's code, whose Maze always samples its "
+                  f"training targets (the multi variant); hflow adds them as training at the "
+                  f"headline target.")
         return 0
     if args.action == "check":
         from hflow.envs.checks import CHECKS

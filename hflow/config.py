@@ -53,7 +53,12 @@ class TrainConfig:
     steps: int = _positive(10_000_000, "env steps per seed")
     seeds: list[int] = _list([0], "seeds trained together in one process (members)",
                              item_min=0)
-    warmup: int = _positive(2_500, "random-action steps before updates start", minimum=0)
+    warmup: int = _positive(2_500, "env steps collected before updates start (HIRO: 5 "
+                                    "episodes, initial_episodes)", minimum=0)
+    warmup_policy: str = _choice(
+        "policy", "policy", "uniform",
+        doc="warm-up actions and goals: the initial policies plus exploration noise, clipped "
+            "(HIRO's train.py), or uniform over the bounds")
     eval_every: int = _positive(50_000, "env steps between evaluations")
     checkpoint_every: int | None = field(
         default=None, metadata={"min": 1, "doc": "env steps between resume checkpoints, a "
@@ -71,12 +76,17 @@ class TD3Config:
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
     batch_size: int = _positive(100)
-    policy_delay: int = _positive(2)
+    policy_delay: int = _positive(2, "updates per actor (and target) update")
+    policy_delay_mode: str = _choice(
+        "zero_loss", "zero_loss", "skip",
+        doc="off updates: actor loss x 0 but Adam still steps (HIRO's train.py), or no step "
+            "(TD3 paper)")
     target_noise: float = field(default=0.2, metadata={"doc": "in action units, as HIRO"})
     target_noise_clip: float = 0.5
     huber_delta: float = 1.0
-    critic_action_input: str = _choice("second_layer", "first_layer", "second_layer",
-                                       doc="HIRO's critic takes the action at its second layer")
+    critic_action_input: str = _choice(
+        "both_layers", "both_layers", "first_layer", "second_layer",
+        doc="layers that take the action; HIRO's critic: both (agents/ddpg_networks.py)")
 
 
 @dataclass
@@ -100,6 +110,10 @@ class HierarchyConfig:
     c: int = _positive(10, "env steps per high-level goal")
     correction: str = _choice("hiro", "none", "hiro", "flow",
                               doc="off-policy correction of stored goals")
+    segment_end_goal: str = _choice(
+        "new_goal", "new_goal", "transition",
+        doc="low level's stored next goal at a segment's last step: the goal the high level "
+            "just chose (HIRO's train.py) or h(s, g, s')")
     hiro_candidates: int = _positive(8, "sampled candidates besides g and delta-s")
     hiro_candidate_sigma: float = field(default=0.5, metadata={"doc": "x subgoal half-range"})
 

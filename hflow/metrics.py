@@ -1,11 +1,16 @@
 """The one way hflow writes metrics: a CSV per seed, one row per evaluation point.
 
-Columns (METRIC_COLUMNS): step; eval_reward (mean over eval episodes of the undiscounted
-sum of extrinsic reward, HIRO's eval with gamma = 1); eval_success (fraction of eval episodes
-whose final distance is below the task's threshold); eval_distance (mean final distance);
-train_return (mean extrinsic return of training episodes finished since the last row);
-losses averaged since the last row; steps_per_s (env steps per second of this run; a group of
-K seeds steps K times that); wall_s (seconds since the run started, resumes included).
+Columns (METRIC_COLUMNS): step; eval_reward (the paper's "average reward": mean over eval
+episodes of the undiscounted sum of extrinsic reward, which HIRO's code logs as
+`average_meta_reward`; its `average_reward` is the low level's intrinsic sum); eval_success
+(fraction of eval episodes whose final distance is below the task's threshold);
+eval_distance (mean final distance); train_return (mean extrinsic return of training
+episodes finished since the last row); losses averaged since the last row; steps_per_s (env
+steps per second of this run; a group of K seeds steps K times that); wall_s (seconds since
+the run started, resumes included). Tasks with several eval targets add
+`eval_reward_<target>`, `eval_success_<target>` and `eval_distance_<target>` per target
+(e.g. `eval_success_0_16`) after these columns; the unsuffixed ones are the headline
+target's.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ class NonFiniteLossError(HflowError):
 class MetricsCSV:
     """Rows kept in memory and the whole file rewritten atomically on every append."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, extra_columns: tuple[str, ...] = ()):
         self.path = Path(path)
+        self.columns = (*METRIC_COLUMNS, *extra_columns)
         self.rows: list[dict] = []
 
     def restore(self, rows: list[dict]) -> None:
@@ -43,12 +49,12 @@ class MetricsCSV:
         self.write()
 
     def append(self, row: dict) -> None:
-        self.rows.append({c: row.get(c, math.nan) for c in METRIC_COLUMNS})
+        self.rows.append({c: row.get(c, math.nan) for c in self.columns})
         self.write()
 
     def write(self) -> None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})

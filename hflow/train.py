@@ -1,11 +1,12 @@
 """The training loop: K seeds of one configuration in lockstep, HIRO's two-level schedule.
 
-Per env step: (every c steps) the high level picks a subgoal, the low level acts, the K envs
-step, the low-level transition is stored, a finished c-step segment goes to the high-level
-buffer, then the low level updates (every step) and the high level (every 10 steps) once the
-warm-up is over. Every `eval_every` steps: evaluate and append a metrics row per seed; every
-`checkpoint_every` steps (and at the end) also checkpoint.
-Rerunning the same command resumes from the newest readable checkpoint.
+Per env step (`Trainer.advance`): the low level acts, the K envs step, the next goal is
+carried by h(s, g, s') or, at a segment's end, picked anew by the high level, the low-level
+transition is stored, a finished c-step segment goes to the high-level buffer, then the low
+level updates (every step) and the high level (every 10 steps) once the warm-up is over.
+Every `eval_every` steps: evaluate and append a metrics row per seed; every
+`checkpoint_every` steps (and at the end) also checkpoint. Rerunning the same command
+resumes from the newest readable checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hflow.checkpoint import load_latest, save
 from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
-from hflow.evaluate import evaluate, make_eval_envs
+from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
 from hflow.io import atomic_path, write_json
 from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
 from hflow.progress import Progress
@@ -106,9 +107,11 @@ class Trainer:
         self.host_rng = {name: MemberNumpyRNG(self.seeds, name)
                          for name in ("explore_lo", "explore_hi", "warmup")}
         self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds])
-        self.eval_envs = make_eval_envs(cfg, self.seeds)
+        self.eval_envs = make_eval_envs(cfg, self.seeds, self.goals)
         self.loss_log = LossLog(self.K, self.device)
-        self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv") for s in self.seeds]
+        per_target = tuple(c for c in metric_names(self.goals) if c not in EVAL_METRICS)
+        self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv", per_target)
+                        for s in self.seeds]
         self.step = 0
         self.wall_offset = 0.0
         self.start_time = time.monotonic()
@@ -212,14 +215,66 @@ class Trainer:
         self._write_policies()
 
     def advance(self) -> None:
-        """One env step of all members, with the updates that follow it."""
-        if self.step % self.cfg.task.episode_steps == 0:
+        """One env step of all members, top to bottom, with the updates that follow it."""
+        cfg, t = self.cfg, self.step
+        c, T = cfg.hierarchy.c, cfg.task.episode_steps
+        # -- episode start: reset the envs; the high level picks the first goal
+        if t % T == 0:
             self._begin_episode()
-        if self.step % self.cfg.hierarchy.c == 0:
-            self._begin_segment()
-        self._env_step()
+        if t % c == 0:
+            self.segment = Segment([self.state], [], {}, self.goal, np.zeros(self.K))
+
+        # -- the low level acts (exploration noise, clipped to the action bounds)
+        action, extras = self.agent.act_lo(self.state, self.goal)
+        if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
+            action = self._tensor(self.host_rng["warmup"].uniform(
+                -self.lo_high, self.lo_high, 1, len(self.lo_high)))
+        else:
+            noise = self.host_rng["explore_lo"].normal(1, action.shape[-1])
+            action = self._noisy(action, noise, cfg.lo.explore_sigma, self.agent.action_scale)
+        action_np = action.cpu().numpy()
+        self._check_finite(action_np)
+        obs, reward, _, _ = self.envs.step(action_np)
+        next_state = self._tensor(obs)
+
+        # -- the next goal: h(s, g, s') inside a segment; at a segment's end the high level
+        # picks the next segment's goal at s' (not at an episode's end: a new episode starts)
+        carried = self.agent.goal_transition(self.state, self.goal, next_state)
+        segment_end, episode_end = (t + 1) % c == 0, (t + 1) % T == 0
+        new_goal = self._pick_goal(next_state, t + 1) if segment_end and not episode_end \
+            else None
+        stored_next_goal = carried
+        if new_goal is not None and cfg.hierarchy.segment_end_goal == "new_goal":
+            stored_next_goal = new_goal  # HIRO stores the goal the high level just chose
+
+        # -- store: the low-level transition, and the segment once it has c steps
+        self.lo_buffer.add(
+            state=self.state[:, 0], goal=self.goal[:, 0], action=action[:, 0],
+            reward=self.agent.intrinsic_reward(carried)[:, 0],
+            next_state=next_state[:, 0], next_goal=stored_next_goal[:, 0])
+        seg = self.segment
+        seg.states.append(next_state)
+        seg.actions.append(action)
+        for name, value in extras.items():
+            seg.extras.setdefault(name, []).append(value)
+        seg.reward += reward[:, 0]
+        self.episode_return += reward[:, 0]
+        if segment_end:
+            self.hi_buffer.add(
+                states=torch.stack(seg.states, dim=2)[:, 0],
+                actions=torch.stack(seg.actions, dim=2)[:, 0],
+                goal=seg.goal[:, 0], target=self.target[:, 0],
+                reward=self._tensor(seg.reward)[:, None],
+                **{k: torch.stack(v, dim=2)[:, 0] for k, v in seg.extras.items()})
+        if episode_end:
+            for k in range(self.K):
+                self.episode_returns[k].append(float(self.episode_return[k]))
+        self.state = next_state
+        self.goal = new_goal if new_goal is not None else carried
+
+        # -- learn
         self.step += 1
-        if self.step >= self.cfg.train.warmup:
+        if self.step >= cfg.train.warmup:
             self._updates()
 
     def _begin_episode(self) -> None:
@@ -230,61 +285,27 @@ class Trainer:
         self.state = self._tensor(obs)
         self.target = self._tensor(target)
         self.episode_return = np.zeros(self.K)
+        self.goal = self._pick_goal(self.state, self.step)
 
-    def _begin_segment(self) -> None:
-        if self.step < self.cfg.train.warmup:
+    def _pick_goal(self, state: torch.Tensor, step: int) -> torch.Tensor:
+        """The high level's goal for the segment starting at `step`, with exploration noise."""
+        if step < self.cfg.train.warmup and self.cfg.train.warmup_policy == "uniform":
             high = self.hi_high
-            goal = self._tensor(self.host_rng["warmup"].uniform(-high, high, 1, len(high)))
-        else:
-            goal = self.agent.act_hi(self.state, self.target)
-            noise = self.host_rng["explore_hi"].normal(1, goal.shape[-1])
-            goal = self._noisy(goal, noise, self.cfg.hi.explore_sigma, self.agent.goal_scale)
-        self.goal = goal
-        self.segment = Segment([self.state], [], {}, goal, np.zeros(self.K))
+            return self._tensor(self.host_rng["warmup"].uniform(-high, high, 1, len(high)))
+        goal = self.agent.act_hi(state, self.target)
+        noise = self.host_rng["explore_hi"].normal(1, goal.shape[-1])
+        return self._noisy(goal, noise, self.cfg.hi.explore_sigma, self.agent.goal_scale)
 
     def _noisy(self, value, noise, sigma, high):
         noisy = value + sigma * self._tensor(noise)
         return torch.maximum(torch.minimum(noisy, high), -high)
 
-    def _env_step(self) -> None:
-        action, extras = self.agent.act_lo(self.state, self.goal)
-        if self.step < self.cfg.train.warmup:
-            action = self._tensor(self.host_rng["warmup"].uniform(
-                -self.lo_high, self.lo_high, 1, len(self.lo_high)))
-        else:
-            noise = self.host_rng["explore_lo"].normal(1, action.shape[-1])
-            action = self._noisy(action, noise, self.cfg.lo.explore_sigma, self.agent.action_scale)
-        action_np = action.cpu().numpy()
+    def _check_finite(self, action_np: np.ndarray) -> None:
         if not np.isfinite(action_np).all():  # free to check: the action is on the host anyway
             self.loss_log.check(self.seeds)  # names the loss that diverged, if one did
             k = int(np.argwhere(~np.isfinite(action_np))[0, 0])
             raise NonFiniteLossError(f"the low-level action of member {k} (seed "
                                      f"{self.seeds[k]}) became NaN or inf at env step {self.step}")
-        obs, reward, _, _ = self.envs.step(action_np)
-        next_state = self._tensor(obs)
-        next_goal = self.agent.goal_transition(self.state, self.goal, next_state)
-        self.lo_buffer.add(
-            state=self.state[:, 0], goal=self.goal[:, 0], action=action[:, 0],
-            reward=self.agent.intrinsic_reward(next_goal)[:, 0],
-            next_state=next_state[:, 0], next_goal=next_goal[:, 0])
-        seg = self.segment
-        seg.states.append(next_state)
-        seg.actions.append(action)
-        for name, value in extras.items():
-            seg.extras.setdefault(name, []).append(value)
-        seg.reward += reward[:, 0]
-        self.episode_return += reward[:, 0]
-        if len(seg.actions) == self.cfg.hierarchy.c:
-            self.hi_buffer.add(
-                states=torch.stack(seg.states, dim=2)[:, 0],
-                actions=torch.stack(seg.actions, dim=2)[:, 0],
-                goal=seg.goal[:, 0], target=self.target[:, 0],
-                reward=self._tensor(seg.reward)[:, None],
-                **{k: torch.stack(v, dim=2)[:, 0] for k, v in seg.extras.items()})
-        self.state, self.goal = next_state, next_goal
-        if (self.step + 1) % self.cfg.task.episode_steps == 0:
-            for k in range(self.K):
-                self.episode_returns[k].append(float(self.episode_return[k]))
 
     def _updates(self) -> None:
         cfg, agent, step = self.cfg, self.agent, self.step
@@ -302,7 +323,8 @@ class Trainer:
 
     def _evaluate_and_checkpoint(self, progress: Progress | None) -> None:
         self.loss_log.check(self.seeds)  # before anything is written: keep the last good state
-        results = evaluate(self.agent, self.eval_envs, self.seeds, self.cfg, self.device)
+        results = evaluate(self.agent, self.eval_envs, self.seeds, self.cfg, self.device,
+                           self.goals)
         now = time.monotonic()
         t0, s0 = self.interval_start
         sps = (self.step - s0) / (now - t0) if self.step > s0 and now > t0 else float("nan")

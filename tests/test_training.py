@@ -91,7 +91,9 @@ def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
     rows = read_metrics(uninterrupted / "seed0" / "metrics.csv")
     assert [r["step"] for r in rows] == [0, 200, 400, 600]
-    assert list(rows[0]) == list(METRIC_COLUMNS)
+    per_target = [f"{m}_{t}" for t in ("8_0", "8_8", "0_8")
+                  for m in ("eval_reward", "eval_success", "eval_distance")]
+    assert list(rows[0]) == [*METRIC_COLUMNS, *per_target]  # PointMaze: HIRO's three targets
     record = json.loads((uninterrupted / "seed1" / "config.json").read_text())
     assert record["seed"] == 1 and record["config"]["model"] == "hiro"
     assert record["goal_space"]["subgoal_names"] == ["x", "y", "z"]

@@ -2,8 +2,11 @@
 
 Twin critics, target policy smoothing (N(0, 0.2) clipped to +-0.5, in action units, added to
 the target action without re-clipping, as HIRO), policy delay 2, Huber TD loss, soft target
-updates. Every loss is a mean over the batch and a *sum* over members, so each member's
-gradients, and hence its Adam steps, are its own.
+updates every `policy_delay` updates. HIRO's delay (`policy_delay_mode='zero_loss'`, its
+train.py) multiplies the actor loss by 0 on the off updates but still runs the Adam step, so
+the actor keeps moving on Adam's momentum; the TD3 paper's (`'skip'`) skips the step. Every
+loss is a mean over the batch and a *sum* over members, so each member's gradients, and
+hence its Adam steps, are its own.
 """
 
 from __future__ import annotations
@@ -63,9 +66,17 @@ class TD3(nn.Module):
         self.critic_opt.step()
 
         losses = {"critic": per_member(critic_loss)}
-        if self.updates % cfg.policy_delay == 0:
+        if self.updates % cfg.policy_delay and cfg.policy_delay_mode == "zero_loss":
+            # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
+            for p in self.actor.parameters():
+                if p.grad is None:  # e.g. right after a resume
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad.zero_()
+            self.actor_opt.step()
+        elif self.updates % cfg.policy_delay == 0:
             actor_loss = -self.critic(obs, self.actor(obs), heads=1)[0]
-            self.actor_opt.zero_grad(set_to_none=True)
+            self.actor_opt.zero_grad(set_to_none=False)
             member_sum(actor_loss).backward()
             self.actor_opt.step()
             losses["actor"] = per_member(actor_loss)

@@ -34,7 +34,11 @@ def read_run(metrics_csv: str | Path) -> pd.DataFrame:
     rows = read_metrics(metrics_csv)
     if not rows:
         raise HflowError(f"{metrics_csv} has no rows")
-    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    # Every column of the file: tasks with several eval targets add per-target columns.
+    frame = pd.DataFrame(rows)
+    missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
+    if missing:
+        raise HflowError(f"{metrics_csv} lacks the columns {', '.join(missing)}")
     ids = {"task": cfg["task"]["name"], "model": cfg["model"],
            "label": get_preset(cfg["model"]).label, "hi": goals["hi"], "lo": goals["lo"],
            "run": run_label(cfg["model"], goals["hi"], goals["lo"]), "seed": record["seed"]}

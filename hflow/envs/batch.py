@@ -11,10 +11,12 @@ import numpy as np
 from hflow.envs.maze_env import MazeEnv
 
 
-def task_env(task_cfg, mode: str) -> MazeEnv:
-    """The env a run's `task` config section describes (train or eval mode)."""
+def task_env(task_cfg, mode: str, eval_target=None) -> MazeEnv:
+    """The env a run's `task` config section describes (train or eval mode); `eval_target`
+    replaces its fixed target (evaluation at one of several targets)."""
     return MazeEnv(task_cfg.name, hi=task_cfg.hi, mode=mode, episode_steps=task_cfg.episode_steps,
-                   block_shrink=task_cfg.block_shrink, eval_target=task_cfg.eval_target)
+                   block_shrink=task_cfg.block_shrink,
+                   eval_target=task_cfg.eval_target if eval_target is None else eval_target)
 
 
 class EnvBatch:

@@ -197,7 +197,8 @@ def check_determinism() -> Check:
 
 
 def check_goal_spaces() -> Check:
-    """DESIGN.md section 4 for (push, 2, 15), (fall, 3, 15), (push, 8, 15), (fall, 8, 8)."""
+    """The goal spaces of docs/tasks.md for (push, 2, 15), (fall, 3, 15), (push, 8, 15),
+    (fall, 8, 8)."""
     r15 = (10, 10, 0.5, 1, 1, 1, 1, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3)
     problems = []
 
@@ -223,7 +224,7 @@ def check_goal_spaces() -> Check:
     expect("fall_8_8 subgoal range", g.subgoal_half_range, r15[:8])
     expect("fall_8_8 target", g.eval_target, (0, 27, 4.5, 1, 0, 0, 0, 0))
     expect("fall_8_8 range low", g.target_low, (-4, -4, 0, 0, -1, -1, -1, -0.5))
-    return Check("goal spaces match DESIGN.md section 4", not problems,
+    return Check("goal spaces match docs/tasks.md", not problems,
                  "; ".join(problems) or "push_2_15, fall_3_15, push_8_15, fall_8_8")
 
 

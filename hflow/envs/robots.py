@@ -29,7 +29,7 @@ class Robot:
     # Half-range of every element of the low-level tuple (HIRO's CONTEXT_RANGE for the ant).
     subgoal_half_range: tuple[float, ...]
     # qpos[2:nq] of the robot standing upright: the eval target of target dims beyond the
-    # task's own (DESIGN.md section 4); z is relative to the ground the robot stands on.
+    # task's own (docs/tasks.md, goal spaces); z is relative to the ground it stands on.
     upright: tuple[float, ...]
     start_height: float  # torso z at the start, above the ground it stands on
     # <default><geom .../> of the robot's model file; the maze geoms inherit it, as in HIRO.

@@ -1,7 +1,7 @@
 """Task specifications (HIRO's Maze, Push, Fall; single and multi) and goal spaces.
 
 `goal_space(task, hi, lo)` is the one place that turns the `{model}_{hi}_{lo}` labels of the
-paper into indices, ranges and targets (DESIGN.md section 4). Every run writes its result
+paper into indices, ranges and targets (docs/tasks.md). Every run writes its result
 into its config record.
 """
 
@@ -22,13 +22,20 @@ class MazeSpec:
     """One layout's target, in ant units (S = 8); point tasks scale it by S / 8."""
 
     layout: str
-    eval_target: tuple[float, ...]  # the fixed target; its length is the task's own hi
+    eval_target: tuple[float, ...]  # the headline target; its length is the task's own hi
     target_low: tuple[float, ...]  # multi: training targets ~ U(target_low, target_high)
     target_high: tuple[float, ...]
+    # Every target evaluated, each reported on its own (the headline among them).
+    eval_targets: tuple[tuple[float, ...], ...] = ()
+    # False where HIRO's code has no such task (it always sampled Ant Maze's targets).
+    in_hiro: tuple[str, ...] = ("single", "multi")
 
 
 MAZES: dict[str, MazeSpec] = {
-    "maze": MazeSpec("maze", (0, 16), (-4, -4), (20, 20)),
+    # HIRO's ant_maze.gin: eval at (16, 0), (16, 16), (0, 16); (0, 16), the U's end, is the
+    # number papers report.
+    "maze": MazeSpec("maze", (0, 16), (-4, -4), (20, 20),
+                     eval_targets=((16, 0), (16, 16), (0, 16)), in_hiro=("multi",)),
     "push": MazeSpec("push", (0, 19), (-16, -4), (16, 20)),
     "fall": MazeSpec("fall", (0, 27, 4.5), (-4, -4, 0), (12, 28, 5)),
 }
@@ -59,6 +66,11 @@ class TaskSpec:
     def ground_z(self) -> float:
         """Height of the ground the robot starts on (the top of Fall's platforms)."""
         return HEIGHT * self.robot.maze_scale if self.layout.elevated else 0.0
+
+    @property
+    def in_hiro(self) -> bool:
+        """Whether HIRO's code has this task (its Ant Maze always samples training targets)."""
+        return self.variant in self.maze.in_hiro
 
     @property
     def native_hi(self) -> int:
@@ -109,13 +121,20 @@ class GoalSpace:
     target_names: tuple[str, ...]
     target_low: tuple[float, ...]  # training target range (multi tasks)
     target_high: tuple[float, ...]
-    eval_target: tuple[float, ...]
+    eval_target: tuple[float, ...]  # the headline target (single tasks also train on it)
+    eval_targets: tuple[tuple[float, ...], ...]  # every eval target, the headline included
+    eval_target_names: tuple[str, ...]  # metric suffixes, e.g. '16_0' (task's own dims)
     subgoal_indices: tuple[int, ...]  # observation indices of the low-level tuple
     subgoal_names: tuple[str, ...]
     subgoal_half_range: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def target_name(values) -> str:
+    """A metric suffix for a target: (16, 0) -> '16_0', (-4.5, 8) -> 'm4.5_8'."""
+    return "_".join(f"{v:g}".replace("-", "m") for v in values)
 
 
 def dims_range(task: TaskSpec) -> tuple[int, int]:
@@ -134,8 +153,9 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     hi = 2 targets (x, y) only).
     lo: the subgoal size, the first `lo` elements of the low-level tuple.
     Defaults: the task's own target size and the robot's full tuple (HIRO's "optimal").
-    eval_target: replaces the fixed target (hi values), as HIRO's point maze evaluated at
-    three targets along the U; single tasks also train on it.
+    eval_target: replaces the task's eval targets by this one (hi values); single tasks also
+    train on it. Without it, tasks with several eval targets (Maze: HIRO's three along the U)
+    evaluate at each, and `eval_target` is the headline one.
     """
     spec = get_task(task) if isinstance(task, str) else task
     robot = spec.robot
@@ -148,25 +168,29 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
                             f"allowed {low}..{high}")
 
     native = spec.native_hi
+    own_evals = [spec._scaled(t) for t in (spec.maze.eval_targets or (spec.maze.eval_target,))]
     own_eval = spec._scaled(spec.maze.eval_target)
     own_low, own_high = spec._scaled(spec.maze.target_low), spec._scaled(spec.maze.target_high)
-    fixed, low, high = [], [], []
+    extra, low, high = [], [], []
     for k in range(hi):
         if k < native:
-            fixed.append(own_eval[k])
             low.append(own_low[k])
             high.append(own_high[k])
         else:
             upright = robot.upright[k - 2] + (spec.ground_z if k == 2 else 0.0)
             half = robot.subgoal_half_range[k]
-            fixed.append(float(upright))
+            extra.append(float(upright))
             low.append(float(upright - half))
             high.append(float(upright + half))
+    targets = [tuple(float(v) for v in t[:hi]) + tuple(extra) for t in own_evals]
+    fixed = tuple(own_eval[:hi]) + tuple(extra)
     if eval_target is not None:
         if len(eval_target) != hi:
             raise TaskError(f"eval_target {list(eval_target)} has {len(eval_target)} values; "
                             f"{spec.name} with hi={hi} needs {hi}")
-        fixed = [float(v) for v in eval_target]
+        fixed = tuple(float(v) for v in eval_target)
+        targets = [fixed]
+    names = [target_name(t[:native]) for t in targets]
     return GoalSpace(
         task=spec.name,
         hi=hi,
@@ -175,7 +199,9 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
         target_names=robot.names[:hi],
         target_low=tuple(low),
         target_high=tuple(high),
-        eval_target=tuple(fixed),
+        eval_target=tuple(float(v) for v in fixed),
+        eval_targets=tuple(targets),
+        eval_target_names=tuple(names),
         subgoal_indices=tuple(range(lo)),
         subgoal_names=robot.names[:lo],
         subgoal_half_range=tuple(float(v) for v in robot.subgoal_half_range[:lo]),

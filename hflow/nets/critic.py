@@ -8,23 +8,26 @@ from torch import nn
 from hflow.nets.dense import MemberLinear
 from hflow.seeding import MemberRNG
 
-ACTION_INPUTS = ("first_layer", "second_layer")
+# Which layers take the action concatenated to their input.
+ACTION_INPUTS = {"both_layers": (0, 1), "first_layer": (0,), "second_layer": (1,)}
 
 
 class TwinCritic(nn.Module):
-    """Q1 and Q2 of K members. HIRO's critic feeds the state to the first layer and joins the
-    action at the second (`action_input='second_layer'`); 'first_layer' concatenates both."""
+    """Q1 and Q2 of K members. HIRO's `ddpg_critic_net` concatenates the action with the state
+    at the first layer and again with the first layer's output at the second
+    (`action_input='both_layers'`); 'first_layer' is the textbook TD3 critic, 'second_layer'
+    DDPG's (Lillicrap et al.)."""
 
     def __init__(self, members: int, obs_dim: int, act_dim: int, hidden: list[int],
-                 rng: MemberRNG, action_input: str = "second_layer"):
+                 rng: MemberRNG, action_input: str = "both_layers"):
         super().__init__()
         assert action_input in ACTION_INPUTS, action_input
         self.members = members
-        self.join = 1 if action_input == "second_layer" and len(hidden) > 1 else 0
+        self.joins = ACTION_INPUTS[action_input]
         sizes = [obs_dim, *hidden, 1]
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(MemberLinear(2 * members, a + (act_dim if i == self.join else 0), b))
+            layers.append(MemberLinear(2 * members, a + (act_dim if i in self.joins else 0), b))
         self.layers = nn.ModuleList(layers)
         for i, layer in enumerate(self.layers):
             layer.reset_parameters(rng, final=i == len(self.layers) - 1, copies=2)
@@ -36,7 +39,7 @@ class TwinCritic(nn.Module):
         x = obs if heads == 1 else torch.cat([obs] * heads)
         act = action if heads == 1 else torch.cat([action] * heads)
         for i, layer in enumerate(self.layers):
-            if i == self.join:
+            if i in self.joins:
                 x = torch.cat([x, act], dim=-1)
             x = layer(x, members=rows)
             if i < len(self.layers) - 1:

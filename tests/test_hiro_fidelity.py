@@ -1,0 +1,133 @@
+"""hflow's defaults are HIRO's code (efficient-hrl); each test fails on the other behaviour."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny
+
+from hflow.agents.td3 import TD3
+from hflow.config import resolve
+from hflow.evaluate import metric_names
+from hflow.metrics import read_metrics
+from hflow.nets import TwinCritic
+from hflow.nets.dense import MemberMLP
+from hflow.seeding import MemberRNG
+from hflow.train import Trainer
+
+
+def _critic(action_input):
+    return TwinCritic(2, 5, 3, [16, 16], MemberRNG([0, 1], "init"), action_input)
+
+
+def test_critic_takes_the_action_at_its_first_and_second_layer():
+    """agents/ddpg_networks.py: concat([states, actions]) before the first layer, and
+    concat([states, actions], 1) again before the joint layer."""
+    assert resolve("hiro").td3.critic_action_input == "both_layers"
+    critic = _critic("both_layers")
+    assert [layer.in_features for layer in critic.layers] == [5 + 3, 16 + 3, 16]
+    obs, action = torch.randn(2, 4, 5), torch.randn(2, 4, 3)
+    other = action + 1.0
+    for i in (0, 1):  # cut the action out of one layer: Q still depends on it via the other
+        cut = _critic("both_layers")
+        with torch.no_grad():
+            cut.layers[i].weight[:, -3:] = 0
+        assert not torch.allclose(cut(obs, action), cut(obs, other))
+    assert [layer.in_features for layer in _critic("second_layer").layers] == [5, 16 + 3, 16]
+    assert [layer.in_features for layer in _critic("first_layer").layers] == [5 + 3, 16, 16]
+
+
+def _td3(mode):
+    cfg = resolve("hiro", sets=[f"td3.policy_delay_mode={mode}"]).td3
+    rng = MemberRNG([0], "init")
+    actor = MemberMLP(1, [4, 8, 2], rng, out_act="tanh")
+    return TD3(actor, TwinCritic(1, 4, 2, [8, 8], rng), cfg)
+
+
+def _update(td3):
+    gen = torch.Generator().manual_seed(td3.updates)
+    obs = torch.randn(1, 16, 4, generator=gen)
+    action = torch.rand(1, 16, 2, generator=gen) * 2 - 1
+    reward = torch.randn(1, 16, 1, generator=gen)
+    td3.update(obs, action, reward, obs.roll(1, dims=1), MemberRNG([0], "noise"))
+
+
+@pytest.mark.parametrize("mode", ["zero_loss", "skip"])
+def test_delayed_actor_moves_on_adam_momentum_only_with_hiro_delay(mode):
+    """train.py: actor_loss *= (n_updates % target_update_period == 0), Adam steps anyway."""
+    td3 = _td3(mode)
+    _update(td3)  # update 0: the actor's loss counts
+    before = [p.detach().clone() for p in td3.actor.parameters()]
+    targets = [p.detach().clone() for p in td3.actor_target.parameters()]
+    _update(td3)  # update 1: the delayed one
+    moved = any(not torch.equal(a, p) for a, p in zip(before, td3.actor.parameters()))
+    assert moved == (mode == "zero_loss")
+    # targets follow every second update in both modes
+    assert all(torch.equal(a, p) for a, p in zip(targets, td3.actor_target.parameters()))
+    assert resolve("hiro").td3.policy_delay_mode == "zero_loss"
+
+
+def _trainer(tmp_path, extra, task="PointMazeMulti", steps=300):
+    cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps},
+                  sets=tiny("hiro", [f"task.name={task}", *extra]))
+    return Trainer(cfg, tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("policy", ["policy", "uniform"])
+def test_warmup_acts_with_the_initial_policies(tmp_path, policy):
+    """train.py: the first `initial_episodes` are collected by the (untrained) policies plus
+    their exploration noise, not by uniform random actions. Noise 0 makes that visible."""
+    trainer = _trainer(tmp_path, [f"train.warmup_policy={policy}", "lo.explore_sigma=0",
+                                  "hi.explore_sigma=0", "train.warmup=100"])
+    for _ in range(60):  # inside the warm-up: no update has run
+        trainer.advance()
+    data = trainer.lo_buffer.storage
+    with torch.no_grad():
+        acted, _ = trainer.agent.act_lo(data["state"][:, :60], data["goal"][:, :60])
+        goal0 = trainer.agent.act_hi(data["state"][:, :1], trainer.target)
+    same = torch.allclose(acted, data["action"][:, :60], atol=1e-6)
+    assert same == (policy == "policy")
+    assert torch.allclose(goal0, data["goal"][:, :1], atol=1e-6) == (policy == "policy")
+    assert resolve("hiro").train.warmup_policy == "policy"
+
+
+@pytest.mark.parametrize("mode", ["new_goal", "transition"])
+def test_stored_next_goal_at_a_segment_end(tmp_path, mode):
+    """train.py stores the context the high level just chose as the low level's next goal of
+    a segment's last transition; elsewhere the next goal is h(s, g, s')."""
+    trainer = _trainer(tmp_path, [f"hierarchy.segment_end_goal={mode}"])
+    steps, c, T = 250, trainer.cfg.hierarchy.c, trainer.cfg.task.episode_steps
+    for _ in range(steps):
+        trainer.advance()
+    d = {k: v[:, :steps] for k, v in trainer.lo_buffer.storage.items()}
+    carried = trainer.agent.goal_transition(d["state"], d["goal"], d["next_state"])
+    for t in range(steps - 1):
+        if (t + 1) % c == 0 and (t + 1) % T:  # a segment's end inside an episode
+            expected = d["goal"][:, t + 1] if mode == "new_goal" else carried[:, t]
+            assert torch.equal(d["next_goal"][:, t], expected), t
+            assert not torch.allclose(d["goal"][:, t + 1], carried[:, t])  # a new goal
+        else:
+            assert torch.allclose(d["next_goal"][:, t], carried[:, t]), t
+            if (t + 1) % T:
+                assert torch.equal(d["goal"][:, t + 1], d["next_goal"][:, t])
+    assert resolve("hiro").hierarchy.segment_end_goal == "new_goal"
+
+
+def test_ant_maze_reports_each_of_hiros_three_targets(tmp_path):
+    """ant_maze.gin evaluates at (16, 0), (16, 16) and (0, 16); (0, 16) is the headline."""
+    trainer = _trainer(tmp_path, ["task.episode_steps=20", "train.eval_every=40",
+                                  "train.eval_episodes=1", "train.warmup=20"],
+                       task="AntMazeMulti", steps=40)
+    names = metric_names(trainer.goals)
+    for target in ("16_0", "16_16", "0_16"):
+        assert {f"eval_success_{target}", f"eval_reward_{target}"} <= set(names)
+    trainer.run()
+    rows = read_metrics(tmp_path / "seed0" / "metrics.csv")
+    assert len(rows) == 2
+    for row in rows:
+        assert row["eval_reward"] == row["eval_reward_0_16"]
+        assert row["eval_distance"] == row["eval_distance_0_16"]
+        assert row["eval_distance_16_0"] != row["eval_distance_0_16"]
+        assert np.isfinite(row["eval_reward_16_16"])
+    # one target: no per-target columns
+    single = _trainer(tmp_path / "p", [], task="PointPushSingle")
+    assert metric_names(single.goals) == ["eval_reward", "eval_success", "eval_distance"]
