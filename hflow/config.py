@@ -66,6 +66,8 @@ class TrainConfig:
     eval_episodes: int = _positive(50)
     device: str = field(default="auto", metadata={"doc": "auto, cpu, cuda or cuda:N"})
     torch_threads: int = _positive(1, "CPU threads for torch (1 keeps CPU runs deterministic)")
+    env_threads: int = _positive(1, "threads stepping the members' envs (MuJoCo releases the "
+                                    "GIL); results are identical for any count")
     checkpoints_kept: int = _positive(2)
 
 

@@ -23,10 +23,10 @@ from hflow.seeding import stream_seed
 EVAL_METRICS = ("eval_reward", "eval_success", "eval_distance")
 
 
-def make_eval_envs(cfg, seeds: list[int], goals: GoalSpace) -> EnvBatch:
+def make_eval_envs(cfg, seeds: list[int], goals: GoalSpace, threads: int = 1) -> EnvBatch:
     """[K, targets x episodes] envs, grouped by target."""
     return EnvBatch([[task_env(cfg.task, "eval", target) for target in goals.eval_targets
-                      for _ in range(cfg.train.eval_episodes)] for _ in seeds])
+                      for _ in range(cfg.train.eval_episodes)] for _ in seeds], threads)
 
 
 def metric_names(goals: GoalSpace) -> list[str]:

@@ -75,52 +75,57 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 class LossLog:
-    """Running per-member means of the losses, and the first step each went non-finite.
+    """Every loss value since the last log point, kept on the device, one row per update.
 
-    Everything stays on the device: checking a loss every update would force a GPU sync per
-    step. `check()` runs at log points and names the first bad step, member and loss.
+    Recording is one copy per loss and update (no per-step check: on a GPU a check would force
+    a sync every step). `check()` runs at log points and names the first non-finite step,
+    member and loss; `means()` gives the per-member means since the last `reset()`.
     """
 
-    def __init__(self, members: int, device):
+    def __init__(self, members: int, device, capacity: int = 1024):
         self.members, self.device = members, device
+        self.values = {name: torch.empty(capacity, members, device=device) for name in LOSSES}
         self.reset()
-        self.first_bad = {name: torch.full((members,), -1, dtype=torch.long, device=device)
-                          for name in LOSSES}
 
     def reset(self) -> None:
-        self.sums = {name: torch.zeros(self.members, dtype=torch.float64, device=self.device)
-                     for name in LOSSES}
-        self.counts = dict.fromkeys(LOSSES, 0)
+        self.steps: dict[str, list[int]] = {name: [] for name in LOSSES}
 
     def record(self, name: str, values: torch.Tensor, step: int) -> None:
-        finite = torch.isfinite(values)
-        bad = self.first_bad[name]
-        torch.where((bad < 0) & ~finite, torch.full_like(bad, step), bad, out=bad)
-        self.sums[name] += values.detach().double()
-        self.counts[name] += 1
+        steps, rows = self.steps[name], self.values[name]
+        if len(steps) == rows.shape[0]:  # grow by doubling: amortised, and rare
+            grown = torch.empty(2 * rows.shape[0], self.members, device=self.device)
+            grown[:len(steps)] = rows
+            self.values[name] = rows = grown
+        rows[len(steps)].copy_(values.detach())
+        steps.append(step)
 
     def check(self, seeds: list[int]) -> None:
-        for name, bad in self.first_bad.items():
-            bad = bad.cpu()
-            if (bad >= 0).any():
-                k = int((bad >= 0).nonzero()[0])
+        for name, steps in self.steps.items():
+            if not steps:
+                continue
+            bad = (~torch.isfinite(self.values[name][:len(steps)])).nonzero().cpu()
+            if len(bad):
+                row, k = (int(v) for v in bad[0])
                 raise NonFiniteLossError(
                     f"loss '{name}' of member {k} (seed {seeds[k]}) became NaN or inf at env "
-                    f"step {int(bad[k])}; training stopped, the last good checkpoint is kept")
+                    f"step {steps[row]}; training stopped, the last good checkpoint is kept")
 
     def means(self) -> list[dict[str, float]]:
         """Per member: {loss: mean since reset} (NaN where nothing was recorded)."""
         out = [{} for _ in range(self.members)]
-        for name in LOSSES:
-            mean = (self.sums[name] / self.counts[name]).cpu().tolist() if self.counts[name] \
-                else [math.nan] * self.members
+        for name, steps in self.steps.items():
+            mean = self.values[name][:len(steps)].double().mean(dim=0).cpu().tolist() \
+                if steps else [math.nan] * self.members
             for k in range(self.members):
                 out[k][name] = mean[k]
         return out
 
     def state_dict(self) -> dict:
-        return {"first_bad": {k: v.cpu() for k, v in self.first_bad.items()}}
+        return {name: {"steps": list(steps), "values": self.values[name][:len(steps)].cpu()}
+                for name, steps in self.steps.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, v in state["first_bad"].items():
-            self.first_bad[k].copy_(v)
+        self.reset()
+        for name, saved in state.items():
+            for step, values in zip(saved["steps"], saved["values"]):
+                self.record(name, values.to(self.device), step)

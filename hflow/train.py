@@ -32,13 +32,13 @@ from hflow.io import atomic_path, write_json
 from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
 from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
-from hflow.seeding import MemberNumpyRNG, MemberRNG, stream_seed
+from hflow.seeding import BlockedRNG, stream_seed
 
 CHECKPOINT_VERSION = 1
 # Keys that may differ between a checkpoint and the command that resumes it.
 # (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
 RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
-                     "train.checkpoint_every")
+                     "train.checkpoint_every", "train.env_threads")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,12 +102,13 @@ class Trainer:
         low, high = self.agent.replay_fields()
         self.lo_buffer = ReplayBuffer(self.K, cfg.lo.buffer_size, low, self.device)
         self.hi_buffer = ReplayBuffer(self.K, cfg.hi.buffer_size, high, self.device)
-        self.rng = {name: MemberRNG(self.seeds, name, self.device)
-                    for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction")}
-        self.host_rng = {name: MemberNumpyRNG(self.seeds, name)
-                         for name in ("explore_lo", "explore_hi", "warmup")}
-        self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds])
-        self.eval_envs = make_eval_envs(cfg, self.seeds, self.goals)
+        # One stream per consumer, drawn in blocks (one generator call per member per block).
+        self.rng = {name: BlockedRNG(self.seeds, name, self.device)
+                    for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction",
+                                 "explore_lo", "explore_hi", "warmup")}
+        self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds],
+                             cfg.train.env_threads)
+        self.eval_envs = make_eval_envs(cfg, self.seeds, self.goals, cfg.train.env_threads)
         self.loss_log = LossLog(self.K, self.device)
         per_target = tuple(c for c in metric_names(self.goals) if c not in EVAL_METRICS)
         self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv", per_target)
@@ -117,8 +118,6 @@ class Trainer:
         self.start_time = time.monotonic()
         self.interval_start = (self.start_time, 0)
         self.episode_returns: list[list[float]] = [[] for _ in self.seeds]
-        self.lo_high = self.agent.action_scale.cpu().numpy()
-        self.hi_high = self.agent.goal_scale.cpu().numpy()
 
     def seed_dir(self, seed: int) -> Path:
         return self.out_dir / f"seed{seed}"
@@ -148,7 +147,6 @@ class Trainer:
             "optim": {"hi": self.agent.hi.optimizer_state(), "lo": self.agent.lo.optimizer_state()},
             "replay": {"lo": self.lo_buffer.state_dict(), "hi": self.hi_buffer.state_dict()},
             "rng": {k: v.state_dict() for k, v in self.rng.items()},
-            "host_rng": {k: v.state_dict() for k, v in self.host_rng.items()},
             "env_rng": self.envs.rng_states(),
             "losses": self.loss_log.state_dict(),
             # The rows live here too: a workflow manager may delete a failed job's outputs.
@@ -176,8 +174,6 @@ class Trainer:
         self.hi_buffer.load_state_dict(state["replay"]["hi"])
         for k, v in self.rng.items():
             v.load_state_dict(state["rng"][k])
-        for k, v in self.host_rng.items():
-            v.load_state_dict(state["host_rng"][k])
         self.envs.load_rng_states(state["env_rng"])
         self.loss_log.load_state_dict(state["losses"])
         self.step = state["step"]
@@ -227,11 +223,10 @@ class Trainer:
         # -- the low level acts (exploration noise, clipped to the action bounds)
         action, extras = self.agent.act_lo(self.state, self.goal)
         if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
-            action = self._tensor(self.host_rng["warmup"].uniform(
-                -self.lo_high, self.lo_high, 1, len(self.lo_high)))
+            action = self._uniform(self.agent.action_scale)
         else:
-            noise = self.host_rng["explore_lo"].normal(1, action.shape[-1])
-            action = self._noisy(action, noise, cfg.lo.explore_sigma, self.agent.action_scale)
+            action = self._noisy(action, self.rng["explore_lo"], cfg.lo.explore_sigma,
+                                 self.agent.action_scale)
         action_np = action.cpu().numpy()
         self._check_finite(action_np)
         obs, reward, _, _ = self.envs.step(action_np)
@@ -290,15 +285,20 @@ class Trainer:
     def _pick_goal(self, state: torch.Tensor, step: int) -> torch.Tensor:
         """The high level's goal for the segment starting at `step`, with exploration noise."""
         if step < self.cfg.train.warmup and self.cfg.train.warmup_policy == "uniform":
-            high = self.hi_high
-            return self._tensor(self.host_rng["warmup"].uniform(-high, high, 1, len(high)))
+            return self._uniform(self.agent.goal_scale)
         goal = self.agent.act_hi(state, self.target)
-        noise = self.host_rng["explore_hi"].normal(1, goal.shape[-1])
-        return self._noisy(goal, noise, self.cfg.hi.explore_sigma, self.agent.goal_scale)
+        return self._noisy(goal, self.rng["explore_hi"], self.cfg.hi.explore_sigma,
+                           self.agent.goal_scale)
 
-    def _noisy(self, value, noise, sigma, high):
-        noisy = value + sigma * self._tensor(noise)
-        return torch.maximum(torch.minimum(noisy, high), -high)
+    @staticmethod
+    def _noisy(value, rng: BlockedRNG, sigma: float, high: torch.Tensor) -> torch.Tensor:
+        """Gaussian exploration noise, clipped to +-high."""
+        noise = rng.normal(*value.shape[1:])
+        return torch.clamp(value + sigma * noise, -high, high)
+
+    def _uniform(self, high: torch.Tensor) -> torch.Tensor:
+        """[K, 1, n] uniform over +-high (warm-up with `train.warmup_policy = uniform`)."""
+        return (2 * self.rng["warmup"].uniform(1, high.shape[-1]) - 1) * high
 
     def _check_finite(self, action_np: np.ndarray) -> None:
         if not np.isfinite(action_np).all():  # free to check: the action is on the host anyway

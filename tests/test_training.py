@@ -30,6 +30,9 @@ class KnownLowLevel(torch.nn.Module):
         goal_xy = obs[..., -3:-1]  # PointMaze: obs (7) + goal (x, y, z)
         return (0.5 * goal_xy).clamp(-1, 1)
 
+    def forward_candidates(self, state_in, goals):
+        return (0.5 * goals[..., :2]).clamp(-1, 1)
+
 
 def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
     cfg = resolve("hiro", sets=tiny("hiro", ["task.name=PointMazeSingle"]))
@@ -116,6 +119,12 @@ def test_killed_run_resumes_to_identical_metrics(uninterrupted, tmp_path, sig):
     assert not (tmp_path / "seed0" / "policy.pt").exists()
     done = subprocess.run(_cmd(tmp_path), check=True, capture_output=True, text=True)
     assert "resumed from" in done.stdout
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
+def test_env_threads_give_identical_metrics(uninterrupted, tmp_path):
+    subprocess.run(_cmd(tmp_path, extra=["train.env_threads=2"]), check=True)
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 

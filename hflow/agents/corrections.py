@@ -56,12 +56,14 @@ class HiroCorrection:
         cands = torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
         return torch.maximum(torch.minimum(cands, scale), -scale)  # [K, B, n, lo]
 
+    @torch.no_grad()
     def score(self, agent, states, actions, cands) -> torch.Tensor:
         goals = goal_offsets(agent, states).unsqueeze(2) + cands.unsqueeze(3)  # [K, B, n, c, lo]
-        obs = agent.lo_input(states[:, :, None, :-1].expand(*goals.shape[:-1], -1), goals)
-        predicted = agent.lo.actor(obs)  # [K, B, n, c, a]
-        diff = (actions.unsqueeze(2) - predicted) / agent.action_scale
-        return -0.5 * diff.square().sum(dim=(-1, -2))  # [K, B, n]
+        # The state part is the same for every candidate: not copied into each of them.
+        predicted = agent.lo.actor.forward_candidates(
+            agent.lo_state_input(states[:, :, :-1]), goals)  # [K, B, n, c, a]
+        diff = predicted.sub_(actions.unsqueeze(2)).div_(agent.action_scale)
+        return -0.5 * diff.square_().sum(dim=(-1, -2))  # [K, B, n]
 
     @torch.no_grad()
     def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:

@@ -72,6 +72,12 @@ class FlowActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.act(obs)[0]
 
+    def forward_candidates(self, state_in: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
+        """The actions for n candidate goals per state: state_in [K, B, c, o], goals
+        [K, B, n, c, g] -> [K, B, n, c, a]."""
+        states = state_in.unsqueeze(2).expand(*goals.shape[:-1], -1)
+        return self(torch.cat([states, goals], dim=-1))
+
     def invert(self, action: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The goal elements g_{1:d} that give `action` under `cond`."""
         y = unsquash(action, self.action_high, self.eps)

@@ -36,6 +36,11 @@ class MLPActor(nn.Module):
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self(obs), {}
 
+    def forward_candidates(self, state_in: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
+        """mu([s_i, g]) for n candidate goals per state: state_in [K, B, c, o] (the low
+        level's state input), goals [K, B, n, c, g] -> [K, B, n, c, a]."""
+        return self.high * self.net.forward_shared(state_in, goals)
+
     def extras_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
 
@@ -83,8 +88,12 @@ class HierarchicalAgent(nn.Module):
         """-||s + g - s'||, i.e. minus the size of the goal that is left after the step."""
         return -torch.linalg.vector_norm(next_goal, dim=-1, keepdim=True)
 
+    def lo_state_input(self, states):
+        """The state as the low level sees it (x, y zeroed by default)."""
+        return states * self.lo_state_mask
+
     def lo_input(self, states, goal):
-        return torch.cat([states * self.lo_state_mask, goal], dim=-1)
+        return torch.cat([self.lo_state_input(states), goal], dim=-1)
 
     def hi_input(self, states, target):
         return torch.cat([states, target], dim=-1)

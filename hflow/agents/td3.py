@@ -19,6 +19,7 @@ from torch import nn
 
 from hflow.config import TD3Config
 from hflow.nets import TwinCritic
+from hflow.optim import Adam
 from hflow.seeding import MemberRNG
 
 
@@ -37,8 +38,11 @@ class TD3(nn.Module):
         self.actor, self.critic, self.cfg = actor, critic, cfg
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+        self.actor_params = list(actor.parameters())
+        self.critic_params = list(critic.parameters())
+        self.actor_opt = Adam(self.actor_params, lr=cfg.actor_lr)
+        self.critic_opt = Adam(self.critic_params, lr=cfg.critic_lr)
+        self.zero_grads = [torch.zeros_like(p) for p in self.actor_params]
         self.updates = 0  # a host int: reading a device counter would sync every step
 
     def get_extra_state(self) -> dict:
@@ -61,24 +65,16 @@ class TD3(nn.Module):
         q = self.critic(obs, action)
         td = F.huber_loss(q, target.expand_as(q), reduction="none", delta=cfg.huber_delta)
         critic_loss = td.sum(dim=0)  # Q1 + Q2, per member and sample
-        self.critic_opt.zero_grad(set_to_none=True)
-        member_sum(critic_loss).backward()
-        self.critic_opt.step()
+        self.critic_opt.step(torch.autograd.grad(member_sum(critic_loss), self.critic_params))
 
         losses = {"critic": per_member(critic_loss)}
         if self.updates % cfg.policy_delay and cfg.policy_delay_mode == "zero_loss":
             # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
-            for p in self.actor.parameters():
-                if p.grad is None:  # e.g. right after a resume
-                    p.grad = torch.zeros_like(p)
-                else:
-                    p.grad.zero_()
-            self.actor_opt.step()
+            self.actor_opt.step(self.zero_grads)
         elif self.updates % cfg.policy_delay == 0:
             actor_loss = -self.critic(obs, self.actor(obs), heads=1)[0]
-            self.actor_opt.zero_grad(set_to_none=False)
-            member_sum(actor_loss).backward()
-            self.actor_opt.step()
+            # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
+            self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
             losses["actor"] = per_member(actor_loss)
             with torch.no_grad():
                 for target_net, net in ((self.actor_target, self.actor),

@@ -61,7 +61,29 @@ class MemberMLP(nn.Module):
         self.out_act = out_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
-        x = self.layers[-1](x)
-        return torch.tanh(x) if self.out_act == "tanh" else x
+        return self._after_first(self.layers[0](x))
+
+    def forward_shared(self, shared: torch.Tensor, varied: torch.Tensor) -> torch.Tensor:
+        """forward(cat([shared, varied], -1)) for n `varied` rows per `shared` row, without
+        building the concatenation: shared [K, B, *rest, p], varied [K, B, n, *rest, q]
+        (e.g. one state, n candidate goals). The first layer's shared part is computed once
+        per `shared` row."""
+        first = self.layers[0]
+        K, p, q = shared.shape[0], shared.shape[-1], varied.shape[-1]
+        h_shared = torch.baddbmm(first.bias, shared.reshape(K, -1, p), first.weight[:, :p])
+        h_shared = h_shared.reshape(*shared.shape[:-1], -1).unsqueeze(2)
+        h_varied = torch.bmm(varied.reshape(K, -1, q), first.weight[:, p:])
+        h_varied = h_varied.reshape(*varied.shape[:-1], -1)
+        return self._after_first(h_varied.add_(h_shared) if not torch.is_grad_enabled()
+                                 else h_varied + h_shared)
+
+    def _after_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The rest of the network, from the first layer's pre-activation. Without autograd
+        (acting, relabelling) activations are applied in place: on the correction's large
+        batches these passes are memory-bound."""
+        inplace = not torch.is_grad_enabled()
+        for layer in self.layers[1:]:
+            x = layer(x.relu_() if inplace else torch.relu(x))
+        if self.out_act == "tanh":
+            return x.tanh_() if inplace else torch.tanh(x)
+        return x

@@ -1,0 +1,74 @@
+"""CUDA checks: run where a GPU is present (skipped elsewhere). Select with `-m gpu`."""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from helpers import tiny
+
+from hflow.config import resolve
+from hflow.train import Trainer
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+class FixedRNG:
+    """The same draws on any device: generated on the CPU, then moved."""
+
+    def __init__(self, device, seed=0):
+        self.device, self.gen = device, torch.Generator().manual_seed(seed)
+
+    def normal(self, *shape):
+        return torch.randn((2, *shape), generator=self.gen).to(self.device)
+
+    def uniform(self, *shape):
+        return torch.rand((2, *shape), generator=self.gen).to(self.device)
+
+
+def _trainer(tmp_path, model, device, steps=400):
+    cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
+                  sets=tiny(model, ["task.name=PointPushSingle", f"train.device={device}"]))
+    return Trainer(cfg, tmp_path / device, progress=False)
+
+
+@pytest.mark.parametrize("model", ["hiro", "ours"])
+def test_cuda_updates_match_the_cpu_within_float_tolerance(tmp_path, model):
+    cpu = _trainer(tmp_path, model, "cpu")
+    for _ in range(300):  # both buffers hold a batch
+        cpu.advance()
+    cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
+    for level in ("lo", "hi"):
+        batch = getattr(cpu, f"{level}_buffer").sample(cpu.cfg.td3.batch_size,
+                                                       FixedRNG("cpu", 1))
+        for agent, device in ((cpu.agent, "cpu"), (cuda_agent, "cuda")):
+            on = {k: v.to(device) for k, v in batch.items()}
+            for _ in range(4):  # actor and delayed steps included
+                if level == "lo":
+                    agent.update_lo(on, FixedRNG(device))
+                else:
+                    agent.update_hi(on, FixedRNG(device), FixedRNG(device, 2))
+    for (name, a), b in zip(cpu.agent.state_dict().items(), cuda_agent.state_dict().values()):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            assert torch.allclose(a, b.cpu(), atol=1e-4, rtol=1e-3), name
+
+
+@pytest.mark.parametrize("model", ["hiro", "ours"])
+def test_cuda_step_syncs_only_to_hand_the_action_to_the_envs(tmp_path, model):
+    trainer = _trainer(tmp_path, model, "cuda")
+    for _ in range(300):
+        trainer.advance()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            steps = 50
+            for _ in range(steps):
+                trainer.advance()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= steps, [str(w.message) for w in syncs[:5]]
+    trainer.loss_log.check(trainer.seeds)  # finite losses
