@@ -1,29 +1,50 @@
-"""Checkpoints: written atomically, the newest few kept, a corrupt newest one skipped.
+"""Checkpoints: written atomically and durably, loaded without running code.
 
 A resume checkpoint holds everything a run needs to continue bit for bit: networks, target
 networks, optimisers, replay buffers, every random stream, the envs' generators and the
 counters. They are taken between episodes (at evaluation points), so no physics state is
 needed. The final per-seed `policy.pt` holds the networks only.
+
+Loading uses `torch.load(weights_only=True)`: tensors and plain data only, so a planted file
+cannot run code (checkpoints travel through DVC remotes and shared cluster filesystems). A
+checkpoint that asks to load a callable (what a crafted file does) or has another format
+version stops the run with an error; one that cannot be read at all (a torn write, or not a
+torch file) is set aside (renamed `*.unreadable`) and the previous one is used.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
+import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
+from hflow import HflowError
 from hflow.io import atomic_path
 
+CHECKPOINT_VERSION = 2  # 2: flat replay rows, blocked random streams, hflow's own Adam
+REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
+                 "env_rng", "losses", "metrics")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
+
+
+class CheckpointError(HflowError):
+    pass
 
 
 def save(state: dict, state_dir: str | Path, step: int, keep: int) -> Path:
     state_dir = Path(state_dir)
     path = state_dir / f"checkpoint-{step:012d}.pt"
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk this way
+            free = shutil.disk_usage(state_dir).free / 2**20
+            raise HflowError(f"writing checkpoint {path} failed ({err}); {free:,.0f} MiB free "
+                             f"on its filesystem: is it full?") from None
     for old in list_checkpoints(state_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -38,14 +59,65 @@ def list_checkpoints(state_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def load(path: str | Path) -> dict:
+    """One checkpoint, checked for safety, format version and keys."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "unsupported global" in str(err).lower():  # a callable: not something hflow wrote
+            raise CheckpointError(
+                f"{path} asks to load code ({_blocked(err)}), which hflow checkpoints never "
+                f"do; refusing it, nothing was run. If you did not write it, find out who did; "
+                f"delete it to resume from the previous checkpoint") from None
+        raise
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        version = state.get("version") if isinstance(state, dict) else None
+        raise CheckpointError(
+            f"{path} has checkpoint format {version!r}, this hflow reads format "
+            f"{CHECKPOINT_VERSION}; it was written by another hflow version. Resume it with "
+            f"that version, or delete {path.parent} to start over")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete hflow "
+                              f"checkpoint; delete it to fall back to the previous one")
+    return state
+
+
+def _blocked(err: Exception) -> str:
+    for line in str(err).splitlines():
+        if "unsupported global" in line.lower():
+            return line.strip().rstrip(".")
+    return "an unsupported global"
+
+
 def load_latest(state_dir: str | Path) -> dict | None:
-    """The newest checkpoint that loads; a corrupt one is skipped with a warning."""
-    for path in reversed(list_checkpoints(state_dir)):
+    """The newest checkpoint that can be read, or None when there is none.
+
+    A checkpoint that cannot be read (a torn or damaged file) is renamed `*.unreadable`, so
+    that it neither shadows newer ones nor makes the run prune a good one, and the previous
+    one is used. If none can be read, the run stops rather than start over."""
+    paths = list_checkpoints(state_dir)
+    if not paths:
+        return None
+    failures = []
+    for path in reversed(paths):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            state["_path"] = str(path)
-            return state
-        except Exception as err:  # a torn or damaged file: fall back to the previous one
-            warnings.warn(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
-                          f"falling back to the previous one", stacklevel=2)
-    return None
+            state = load(path)
+        except CheckpointError:
+            raise
+        except Exception as err:  # a torn or damaged file
+            failures.append((path, err))
+            continue
+        for bad, err in failures:
+            aside = bad.with_name(bad.name + ".unreadable")
+            bad.rename(aside)
+            warnings.warn(f"checkpoint {bad} cannot be read ({type(err).__name__}: {err}); "
+                          f"moved to {aside.name}, falling back to the previous one",
+                          stacklevel=2)
+        state["_path"] = str(path)
+        return state
+    listing = "; ".join(f"{p.name}: {type(e).__name__}: {str(e)[:120]}" for p, e in failures)
+    raise CheckpointError(
+        f"no checkpoint in {state_dir} can be read ({listing}). Nothing was changed. To start "
+        f"this run over, delete {state_dir} (or pass another --out / --state-dir)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,47 @@ from hflow import HflowError
 
 class ConfigError(HflowError):
     pass
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as researchers write it: `1e-4` and `3e5` are numbers (PyYAML follows YAML 1.1,
+    where a float needs a dot), and a key given twice is an error, not a silent overwrite."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1}"
+                              f"{_source(key_node)})")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _source(node) -> str:
+    name = node.start_mark.name
+    return "" if name.startswith("<") else f" of {name}"
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _mapping_without_duplicates)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parses YAML with hflow's loader; a syntax error names the source and the line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: cannot read YAML{where}: {problem}") from None
 
 
 def _choice(default, *choices, doc: str = ""):
@@ -116,6 +159,10 @@ class HierarchyConfig:
         "new_goal", "new_goal", "transition",
         doc="low level's stored next goal at a segment's last step: the goal the high level "
             "just chose (HIRO's train.py) or h(s, g, s')")
+    hi_episode_end: str = _choice(
+        "terminal", "terminal", "bootstrap",
+        doc="the high-level segment that ends an episode: stored with discount 0 (HIRO's "
+            "train.py, episodes reset every 500 steps) or bootstrapped like the others")
     hiro_candidates: int = _positive(8, "sampled candidates besides g and delta-s")
     hiro_candidate_sigma: float = field(default=0.5, metadata={"doc": "x subgoal half-range"})
 
@@ -193,8 +240,9 @@ def _coerce(key: str, value: Any, f: dataclasses.Field):
 
     if kind == list[float]:
         if not isinstance(value, list | tuple) or not value or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            raise bad("a non-empty list of numbers, e.g. [8, 0]")
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in value):
+            raise bad("a non-empty list of finite numbers, e.g. [8, 0]")
         value = [float(v) for v in value]
     elif typing.get_origin(kind) is list:
         item_min = f.metadata.get("item_min", 1)
@@ -213,6 +261,8 @@ def _coerce(key: str, value: Any, f: dataclasses.Field):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
     elif kind is str and not isinstance(value, str):
         raise bad("a string")
     choices = f.metadata.get("choices")
@@ -271,10 +321,7 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r}")
     key, raw = assignment.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: cannot read value {raw!r}: {err}") from None
+    value = read_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
     return key.strip(), value
 
 
@@ -282,7 +329,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    tree = yaml.safe_load(path.read_text()) or {}
+    tree = read_yaml(path.read_text(), f"config file {path}") or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys")
     return flatten(tree)
@@ -296,12 +343,16 @@ def resolve(model: str | None = None, file: str | Path | None = None,
     layers: dict[str, Any] = {}
     if file is not None:
         layers.update(load_file(file))
-    layers.update({k: v for k, v in (options or {}).items() if v is not None})
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    if model is not None:
+        given["model"] = model
+    layers.update(given)
     for assignment in sets or []:
         key, value = parse_set(assignment)
+        if key in given and given[key] != value:  # a flag and a --set that disagree
+            raise ConfigError(f"'{key}' is given twice: {given[key]!r} by its command-line "
+                              f"option and {value!r} by --set {key}=...; give it once")
         layers[key] = value
-    if model is not None:
-        layers["model"] = model
     model_name = layers.pop("model", "hiro")
 
     cfg = RunConfig()
@@ -315,7 +366,7 @@ def resolve(model: str | None = None, file: str | Path | None = None,
 
 def validate(cfg: RunConfig) -> None:
     """Checks that span several keys (one key's own checks happen in set_key)."""
-    from hflow.envs import get_task, goal_space
+    from hflow.envs.tasks import get_task, goal_space
 
     spec = get_task(cfg.task.name)
     goals = goal_space(spec, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
@@ -347,11 +398,30 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"'flow.squash_eps' = {cfg.flow.squash_eps}: allowed (0, 0.5)")
     if not 0 < cfg.td3.tau <= 1 or not 0 <= cfg.td3.gamma <= 1:
         raise ConfigError("'td3.tau' must be in (0, 1] and 'td3.gamma' in [0, 1]")
+    for key in ("td3.actor_lr", "td3.critic_lr", "td3.huber_delta"):
+        if _get(cfg, key) <= 0:
+            raise ConfigError(f"config key '{key}' = {_get(cfg, key)!r}: must be > 0")
+    for key in ("hi.explore_sigma", "lo.explore_sigma", "td3.target_noise",
+                "td3.target_noise_clip", "hierarchy.hiro_candidate_sigma"):
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}' = {_get(cfg, key)!r}: must be >= 0")
+    for level in ("lo", "hi"):
+        size = _get(cfg, f"{level}.buffer_size")
+        if cfg.td3.batch_size > size:
+            raise ConfigError(f"'td3.batch_size' = {cfg.td3.batch_size} is larger than "
+                              f"'{level}.buffer_size' = {size}: that level could never update")
     device = t.device
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
                                                   and device[5:].isdigit())):
         raise ConfigError(f"config key 'train.device' = {device!r}: allowed values: auto, cpu, "
                           f"cuda, cuda:N")
+
+
+def _get(cfg: RunConfig, key: str):
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def describe() -> str:

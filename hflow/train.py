@@ -23,18 +23,18 @@ import torch
 
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent
-from hflow.checkpoint import load_latest, save
+from hflow.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_latest, save
 from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
-from hflow.io import atomic_path, write_json
+from hflow.io import atomic_path, remove_stale_temp_files, write_json
 from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
 from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
+from hflow.runlock import RunLock
 from hflow.seeding import BlockedRNG, stream_seed
 
-CHECKPOINT_VERSION = 1
 # Keys that may differ between a checkpoint and the command that resumes it.
 # (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
 RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
@@ -167,6 +167,20 @@ class Trainer:
         if state["step"] > self.cfg.train.steps:
             raise HflowError(f"checkpoint at step {state['step']} is past train.steps = "
                              f"{self.cfg.train.steps}")
+        try:
+            self._load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"{state['_path']} does not fit this run ({type(err).__name__}: "
+                f"{str(err)[:300]}); delete {self.state_dir} to start over") from None
+        self.step = state["step"]
+        self.wall_offset = state["wall_s"]
+        for m, rows in zip(self.metrics, state["metrics"], strict=True):
+            m.restore(rows)
+        print(f"[hflow] resumed from {state['_path']} at step {self.step:,}", flush=True)
+        return True
+
+    def _load_state(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.agent.hi.load_optimizer_state(state["optim"]["hi"])
         self.agent.lo.load_optimizer_state(state["optim"]["lo"])
@@ -176,18 +190,20 @@ class Trainer:
             v.load_state_dict(state["rng"][k])
         self.envs.load_rng_states(state["env_rng"])
         self.loss_log.load_state_dict(state["losses"])
-        self.step = state["step"]
-        self.wall_offset = state["wall_s"]
-        for m, rows in zip(self.metrics, state["metrics"], strict=True):
-            m.restore(rows)
-        print(f"[hflow] resumed from {state['_path']} at step {self.step:,}", flush=True)
-        return True
 
     # -- the loop --------------------------------------------------------------------------------
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, dtype=torch.float32, device=self.device)
 
     def run(self) -> None:
+        """Trains to `train.steps`, resuming first; holds the run's lock throughout."""
+        dirs = [self.state_dir, *(self.seed_dir(s) for s in self.seeds)]
+        with RunLock(dirs):
+            for directory in dirs:  # what writes interrupted by a kill left behind
+                remove_stale_temp_files(directory)
+            self._run()
+
+    def _run(self) -> None:
         cfg = self.cfg
         self.start_time = time.monotonic()
         resumed = self.try_resume()
@@ -260,6 +276,7 @@ class Trainer:
                 actions=torch.stack(seg.actions, dim=2)[:, 0],
                 goal=seg.goal[:, 0], target=self.target[:, 0],
                 reward=self._tensor(seg.reward)[:, None],
+                discount=self._segment_discount(episode_end),
                 **{k: torch.stack(v, dim=2)[:, 0] for k, v in seg.extras.items()})
         if episode_end:
             for k in range(self.K):
@@ -281,6 +298,12 @@ class Trainer:
         self.target = self._tensor(target)
         self.episode_return = np.zeros(self.K)
         self.goal = self._pick_goal(self.state, self.step)
+
+    def _segment_discount(self, episode_end: bool) -> torch.Tensor:
+        """[K, 1]: 0 for the segment that ends an episode when the high level treats episode
+        ends as terminal (HIRO), else 1."""
+        terminal = episode_end and self.cfg.hierarchy.hi_episode_end == "terminal"
+        return torch.full((self.K, 1), 0.0 if terminal else 1.0, device=self.device)
 
     def _pick_goal(self, state: torch.Tensor, step: int) -> torch.Tensor:
         """The high level's goal for the segment starting at `step`, with exploration noise."""

@@ -15,3 +15,13 @@ def tiny(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
 
     flow = get_preset(model).fdgm
     return [s for s in TINY if flow or not s.startswith("flow.")] + list(extra or [])
+
+
+def train_cmd(out, steps=600, seeds="0,1", extra=(), model="hiro", task="PointMazeSingle"):
+    """The `hflow train` command line of a tiny run (evaluations every 200 steps)."""
+    import sys
+
+    sets = tiny(model, ["train.eval_every=200", *extra])
+    return [sys.executable, "-m", "hflow.cli", "train", "--model", model, "--task", task,
+            "--seeds", seeds, "--steps", str(steps), "--out", str(out), "--no-progress",
+            *[a for s in sets for a in ("--set", s)]]

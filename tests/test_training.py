@@ -4,13 +4,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from helpers import tiny
+from helpers import tiny, train_cmd
 
 from hflow.agents.corrections import HiroCorrection
 from hflow.agents.hiro import HierarchicalAgent
@@ -63,10 +62,7 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
 
 
 def _cmd(out, steps=600, seeds="0,1", extra=()):
-    sets = tiny("hiro", ["train.eval_every=200", *extra])
-    return [sys.executable, "-m", "hflow.cli", "train", "--model", "hiro", "--task",
-            "PointMazeSingle", "--seeds", seeds, "--steps", str(steps), "--out", str(out),
-            "--no-progress", *[a for s in sets for a in ("--set", s)]]
+    return train_cmd(out, steps, seeds, extra)
 
 
 def _metrics(out, seed):
