@@ -1,5 +1,7 @@
 """hflow's defaults are HIRO's code (efficient-hrl); each test fails on the other behaviour."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,32 @@ def test_ant_maze_reports_each_of_hiros_three_targets(tmp_path):
     # one target: no per-target columns
     single = _trainer(tmp_path / "p", [], task="PointPushSingle")
     assert metric_names(single.goals) == ["eval_reward", "eval_success", "eval_distance"]
+
+
+@pytest.mark.parametrize("mode", ["terminal", "bootstrap"])
+def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(tmp_path, mode):
+    """train.py stores meta transitions with discount * (1 - next_reset_episode_cond): the
+    one that ends an episode (every 500 steps) does not bootstrap."""
+    trainer = _trainer(tmp_path, [f"hierarchy.hi_episode_end={mode}"])
+    T, c = trainer.cfg.task.episode_steps, trainer.cfg.hierarchy.c
+    for _ in range(2 * T):
+        trainer.advance()
+    discount = trainer.hi_buffer.storage["discount"][:, :2 * T // c, 0]
+    ends = [(i + 1) * c % T == 0 for i in range(2 * T // c)]
+    for i, end in enumerate(ends):
+        assert (discount[:, i] == (0.0 if end and mode == "terminal" else 1.0)).all(), i
+    # and the critic's TD target uses it: the loss differs between discount 0 and 1
+    batch = trainer.hi_buffer.sample(8, trainer.rng["replay_hi"])
+    losses = [copy.deepcopy(trainer.agent).update_hi(
+        {**batch, "discount": torch.full_like(batch["discount"], value)}, FixedNoise(),
+        FixedNoise())["critic"] for value in (0.0, 1.0)]
+    assert not torch.allclose(losses[0], losses[1])
+    assert resolve("hiro").hierarchy.hi_episode_end == "terminal"
+
+
+class FixedNoise:
+    def normal(self, *shape):
+        return torch.zeros(2, *shape)
+
+    def uniform(self, *shape):
+        return torch.full((2, *shape), 0.5)

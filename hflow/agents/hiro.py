@@ -120,7 +120,8 @@ class HierarchicalAgent(nn.Module):
         states, target = batch["states"], batch["target"]
         losses = self.hi.update(self.hi_input(states[:, :, 0], target), goal, batch["reward"],
                                 self.hi_input(states[:, :, -1], target), noise_rng,
-                                reward_scale=self.cfg.hi.reward_scale)
+                                reward_scale=self.cfg.hi.reward_scale,
+                                discount=batch["discount"])
         shift = torch.linalg.vector_norm(goal - batch["goal"], dim=-1)
         losses["relabel_shift"] = shift.mean(dim=1)  # how far the correction moved goals
         return losses
@@ -131,6 +132,6 @@ class HierarchicalAgent(nn.Module):
         low = {"state": (o,), "goal": (lo,), "action": (a,), "reward": (1,),
                "next_state": (o,), "next_goal": (lo,)}
         high = {"states": (c + 1, o), "actions": (c, a), "goal": (lo,),
-                "target": (self.hi_dim,), "reward": (1,)}
+                "target": (self.hi_dim,), "reward": (1,), "discount": (1,)}
         high.update({k: (c, *shape) for k, shape in self.lo.actor.extras_shapes().items()})
         return low, high

@@ -52,8 +52,10 @@ class TD3(nn.Module):
         self.updates = state["updates"]
 
     def update(self, obs, action, reward, next_obs, noise_rng: MemberRNG,
-               reward_scale: float = 1.0) -> dict[str, torch.Tensor]:
-        """One TD3 step on a batch ([K, B, ...] each). Returns per-member losses [K]
+               reward_scale: float = 1.0,
+               discount: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One TD3 step on a batch ([K, B, ...] each); `discount` (0 or 1 per transition)
+        multiplies gamma where given. Returns per-member losses [K]
         ('actor' only on the steps where the delayed actor update runs)."""
         cfg = self.cfg
         with torch.no_grad():
@@ -61,6 +63,8 @@ class TD3(nn.Module):
                 -cfg.target_noise_clip, cfg.target_noise_clip)
             next_action = self.actor_target(next_obs) + noise
             q_next = self.critic_target(next_obs, next_action).min(dim=0).values
+            if discount is not None:  # [K, B, 1]: 0 where the transition ends an episode
+                q_next = discount * q_next
             target = reward_scale * reward + cfg.gamma * q_next
         q = self.critic(obs, action)
         td = F.huber_loss(q, target.expand_as(q), reduction="none", delta=cfg.huber_delta)
