@@ -1,25 +1,38 @@
 # hflow: the paper's grid -> training jobs -> Fig. 3-5 and Table II.
 #
-#   snakemake --cores 8 figures/fig3.pdf                        # a workstation
-#   snakemake --workflow-profile workflow/profiles/slurm all    # a SLURM cluster
-#   snakemake --cores 2 all --configfile config/smoke.yaml      # minutes, CPU only
+#   hflow plan figures/fig3.pdf                                  # what a target costs
+#   snakemake --cores 8 figures/fig3.pdf                         # a workstation
+#   snakemake --workflow-profile workflow/profiles/slurm all     # a SLURM cluster
+#   snakemake --cores 2 all --configfile config/smoke.yaml       # minutes, CPU only
 #
-# Rules call the `hflow` CLI; the logic lives in the package.
+# Rules call the `hflow` CLI; the logic lives in the package. Parsing this file imports
+# neither torch nor MuJoCo.
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile is the whole configuration (a missing key is a schema error), not a patch
+# on the paper's grid; without one, the paper's grid.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
+
+
+onstart:
+    print(plan_summary(), file=sys.stderr)
 
 
 rule all:
@@ -31,4 +44,4 @@ rule all:
 
 rule runs:
     input:
-        all_metrics(),
+        metrics_of(grid_runs(config)),

@@ -77,6 +77,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_plan(args) -> int:
+    from pathlib import Path
+
+    from hflow.config import read_yaml
+    from hflow.grid import plan_text
+
+    path = Path(args.configfile)
+    if not path.is_file():
+        raise HflowError(f"config file {str(path)!r} does not exist")
+    config = read_yaml(path.read_text(), f"config file {path}")
+    # A target may be a figure's name or its output path (figures/fig3.pdf).
+    figures = [Path(t).stem if t not in ("all",) else t for t in args.targets] or None
+    if figures and "table2" in figures:
+        figures = [f for f in figures if f != "table2"] + ["all"]
+    print(f"{path}: {len(config['seeds'])} seeds, {config['steps']:,} env steps per seed")
+    print(plan_text(config, figures))
+    return 0
+
+
 def _cmd_models(args) -> int:
     from hflow.agents.registry import presets_markdown, table2_markdown
 
@@ -122,11 +141,18 @@ def _cmd_figures(args) -> int:
 
 
 def _cmd_tables(args) -> int:
+    import json
+
     from hflow.analysis.tables import write_table2
 
-    write_table2(_read_summary(args.summary), args.md, args.tex)
-    print(args.md)
-    print(args.tex)
+    try:
+        figures = json.loads(args.figures)
+    except json.JSONDecodeError as err:
+        raise HflowError(f"--figures is not valid JSON: {err}") from None
+    write_table2(_read_summary(args.summary), figures, args.md, args.tex, args.html)
+    for path in (args.md, args.tex, args.html):
+        if path:
+            print(path)
     return 0
 
 
@@ -171,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="list every config key with its default and exit")
     tr.set_defaults(func=_cmd_train)
 
+    plan = sub.add_parser("plan", help="what a workflow target costs before it starts")
+    plan.add_argument("targets", nargs="*",
+                      help="figures (fig3 or figures/fig3.pdf), table2 or all (default: each "
+                           "figure and all)")
+    plan.add_argument("--configfile", default="config/config.yaml")
+    plan.set_defaults(func=_cmd_plan)
+
     models = sub.add_parser("models", help="Table II and the model presets")
     models.set_defaults(func=_cmd_models)
 
@@ -190,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--summary", required=True)
     tables.add_argument("--md", required=True)
     tables.add_argument("--tex", required=True)
+    tables.add_argument("--html", help="the same tables as HTML (for the Snakemake report)")
+    tables.add_argument("--figures", default="{}",
+                        help="JSON: the config's figures, for the probability of improvement")
     tables.set_defaults(func=_cmd_tables)
     return parser
 

@@ -1,4 +1,4 @@
-"""Aggregation, bootstrap statistics, figures and tables on synthetic runs."""
+"""Aggregation, rliable statistics, figures and tables on synthetic runs."""
 
 import json
 
@@ -10,8 +10,8 @@ from pypdf import PdfReader
 from hflow import HflowError
 from hflow.analysis.aggregate import aggregate
 from hflow.analysis.figures import plot_figure
-from hflow.analysis.stats import bootstrap_ci, final_point
-from hflow.analysis.tables import results, write_table2
+from hflow.analysis.stats import curves, final_point, mean_and_iqm, probability_of_improvement
+from hflow.analysis.tables import improvements, results, write_table2
 from hflow.cli import main
 from hflow.metrics import MetricsCSV
 
@@ -39,14 +39,34 @@ def runs(tmp_path):
     return files
 
 
-def test_bootstrap_ci_brackets_the_mean_and_is_deterministic():
-    values = np.array([1.0, 2.0, 3.0, 10.0])
-    mean, low, high = bootstrap_ci(values)
-    assert mean == 4.0 and low < mean < high
-    assert (low, high) == bootstrap_ci(values)[1:]
-    assert bootstrap_ci([5.0]) == (5.0, 5.0, 5.0)
-    wide = bootstrap_ci(np.array([0.0, 100.0]))
-    assert wide[1] == 0.0 and wide[2] == 100.0
+def test_mean_and_iqm_match_a_hand_computation():
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 100.0])
+    stats = mean_and_iqm(values)
+    assert stats["mean"] == pytest.approx(128 / 8)
+    assert stats["iqm"] == pytest.approx((3 + 4 + 5 + 6) / 4)  # the middle half
+    for est in ("mean", "iqm"):
+        assert stats[f"{est}_low"] <= stats[est] <= stats[f"{est}_high"]
+    assert stats["iqm_high"] < stats["mean_high"]  # IQM ignores the outlier
+    assert mean_and_iqm(values) == stats  # fixed random state: identical tables
+    assert mean_and_iqm([5.0])["iqm_low"] == 5.0
+
+
+def test_probability_of_improvement_matches_a_hand_computation():
+    x = np.array([[1.0], [2.0], [3.0]])  # 3 seeds, 1 task
+    y = np.array([[0.0], [1.0], [5.0]])
+    # pairs x > y: 1>0, 2>0, 2>1, 3>0, 3>1 -> 5; ties 1=1 -> 0.5; of 9
+    p, low, high = probability_of_improvement(x, y)
+    assert p == pytest.approx(5.5 / 9)
+    assert 0 <= low <= p <= high <= 1
+    two_tasks = probability_of_improvement(np.hstack([x, x + 10]), np.hstack([y, y]))
+    assert two_tasks[0] == pytest.approx((5.5 / 9 + 1.0) / 2)  # mean over tasks
+
+
+def test_curve_bands_use_the_table_estimator(runs):
+    band = curves(aggregate(runs), "eval_reward")
+    ours = band[band["run"] == "ours_8_15"].set_index("step")
+    assert ours.loc[2000, "mean"] == pytest.approx(-20.0)  # -30 + (0, 10, 20) / 3 seeds
+    assert (ours["ci_low"] <= ours["mean"]).all() and (ours["mean"] <= ours["ci_high"]).all()
 
 
 def test_aggregate_is_tidy_and_labelled(runs):
@@ -62,7 +82,7 @@ def test_final_point_is_the_last_step_all_seeds_reached(runs):
     assert set(final.groupby("run")["step"].max()) == {2000, 1000}
     table = results(aggregate(runs))
     ours = table[table["run"] == "ours_8_15"].iloc[0]
-    assert ours["reward"][0] == pytest.approx(-20.0) and ours["seeds"] == 3
+    assert ours["reward"]["mean"] == pytest.approx(-20.0) and ours["seeds"] == 3
 
 
 def test_figure_has_two_pages_and_rejects_missing_runs(runs, tmp_path):
@@ -84,8 +104,15 @@ def test_tables_and_cli(runs, tmp_path, capsys):
     summary = tmp_path / "s.parquet"
     assert main(["aggregate", *map(str, runs), "-o", str(summary)]) == 0
     assert len(pd.read_parquet(summary)) == 15
-    write_table2(pd.read_parquet(summary), tmp_path / "t.md", tmp_path / "t.tex")
+    figures = {"fig": {"panels": [{"task": "AntPushSingle", "runs": [
+        {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
+    write_table2(pd.read_parquet(summary), figures, tmp_path / "t.md", tmp_path / "t.tex",
+                 tmp_path / "t.html")
     md = (tmp_path / "t.md").read_text()
+    assert "| fig | ours_8_15 | hiro_8_15 | 1 |" in md
+    assert "<table>" in (tmp_path / "t.html").read_text()
+    gain = improvements(pd.read_parquet(summary), figures).iloc[0]
+    assert gain["p"] == pytest.approx(1.0)  # every final ours (-30..-10) beats hiro (<= -90)
     assert "| HIRO | O | X |" in md and "| AntPushSingle | ours_8_15 | `ours` | 2,000 | 3 |" in md
     assert "ours\\_8\\_15" in (tmp_path / "t.tex").read_text()
     assert main(["figures", "--summary", str(tmp_path / "none.parquet"), "--spec", "{}",

@@ -1,10 +1,12 @@
 """The Snakemake pipeline: grid planning, lint, the smoke run end to end, regeneration from
 DVC-cached runs in a fresh clone, and the SLURM profile on a real single-node SLURM."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -40,8 +42,80 @@ def test_dry_run_plans_the_papers_grid():
     runs = unique_runs(ROOT / "config" / "config.yaml")
     assert len(runs) == 38  # Fig. 3: 16, Fig. 4: 24 (4 shared with Fig. 3), Fig. 5: 2
     out = sh(["snakemake", "-n", "all"], ROOT).stdout
-    assert job_counts(out) == {"train_seeds_0_1_2_3_4": 38, "aggregate": 1, "figure": 3,
+    assert job_counts(out) == {"train_seeds_0_1_2_3_4": 38, "aggregate": 4, "figure": 3,
                                "table2": 1, "all": 1}
+
+
+@pytest.mark.parametrize("target,jobs", [("figures/fig3.pdf", 16), ("figures/fig4.pdf", 24),
+                                         ("figures/fig5.pdf", 2), ("figures/table2.md", 38)])
+def test_one_figure_trains_only_its_own_runs(target, jobs):
+    counts = job_counts(sh(["snakemake", "-n", target], ROOT).stdout)
+    assert counts["train_seeds_0_1_2_3_4"] == jobs and counts["aggregate"] == 1
+
+
+def _smoke_config(tmp_path, change) -> Path:
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config["out"] = str(tmp_path / "out")  # nothing trained yet, whatever the checkout holds
+    config["figures_dir"] = str(tmp_path / "out" / "figures")
+    change(config)
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_set_values_with_spaces_and_brackets_reach_the_run_intact(tmp_path):
+    def change(config):
+        config["figures"] = {"fig5": config["figures"]["fig5"]}
+        config["set"] += ["task.eval_target=[1.5, 2, 0.5]", "td3.gamma=0.98  # a note",
+                          "hi.reward_scale=0.125"]
+    path = _smoke_config(tmp_path, change)
+    repo = _copy_repo(tmp_path / "repo")
+    sh(["snakemake", "--cores", "2", "runs", "--configfile", str(path)], repo)
+    record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json"))
+                        .read_text())["config"]
+    assert record["task"]["eval_target"] == [1.5, 2.0, 0.5]
+    assert record["td3"]["gamma"] == 0.98 and record["hi"]["reward_scale"] == 0.125
+
+
+def test_set_cannot_override_what_the_grid_decides(tmp_path):
+    for entry, key in [("train.steps=200", "train.steps"), ("task.name=PointMazeMulti",
+                                                            "task.name"),
+                       ("train.seeds=[7]", "train.seeds")]:
+        path = _smoke_config(tmp_path, lambda c, e=entry: c["set"].append(e))
+        bad = sh(["snakemake", "-n", "--configfile", str(path)], ROOT, check=False)
+        assert bad.returncode != 0
+        assert f"overrides '{key}', which the grid decides" in bad.stderr + bad.stdout
+
+
+def test_a_configfile_is_the_whole_configuration(tmp_path):
+    path = _smoke_config(tmp_path, lambda c: c.pop("steps"))
+    bad = sh(["snakemake", "-n", "--configfile", str(path)], ROOT, check=False)
+    assert bad.returncode != 0 and "'steps' is a required property" in bad.stderr + bad.stdout
+    path = _smoke_config(tmp_path, lambda c: c["figures"].pop("fig3") and
+                         c["figures"].pop("fig4"))
+    counts = job_counts(sh(["snakemake", "-n", "--configfile", str(path)], ROOT).stdout)
+    assert counts["train_seeds_0_1"] == 2  # only fig5's runs: no Ant run of the paper's grid
+
+
+def test_parsing_the_workflow_imports_neither_torch_nor_mujoco(tmp_path):
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "mujoco"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocked)}
+    out = sh(["snakemake", "-n", "figures/fig5.pdf"], ROOT, env=env)
+    assert job_counts(out.stdout)["train_seeds_0_1_2_3_4"] == 2
+    path = _smoke_config(tmp_path, lambda c: c["figures"]["fig5"]["panels"][0]["runs"][0]
+                         .update(hi=9))
+    bad = sh(["snakemake", "-n", "--configfile", str(path)], ROOT, env=env, check=False)
+    assert "grid run PointFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
+
+
+def test_plan_prints_the_cost_per_figure():
+    out = sh(["hflow", "plan", "figures/fig3.pdf"], ROOT).stdout
+    fig3 = next(line for line in out.splitlines() if line.startswith("fig3"))
+    assert fig3.split()[:4] == ["fig3", "16", "16", "80"]
+    assert "800,000,000" in fig3
 
 
 def test_group_size_splits_seeds_into_jobs():
@@ -106,7 +180,8 @@ def test_smoke_pipeline_end_to_end(smoke_repo):
     table = (figures / "table2.md").read_text()
     assert "| Our model | O | O |" in table and "ours_3_3" in table and "hiro_3_2" in table
     assert r"\begin{tabular}" in (figures / "table2.tex").read_text()
-    summary = pd.read_parquet(repo / "results" / "smoke" / "summary.parquet")
+    assert "stratified-bootstrap" in table and "P(ours > baseline)" in table
+    summary = pd.read_parquet(repo / "results" / "smoke" / "summary" / "all.parquet")
     runs = unique_runs(repo / "config" / "smoke.yaml")
     config = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
     points = config["steps"] // config["eval_every"] + 1  # step 0 included
@@ -129,10 +204,15 @@ def test_figures_regenerate_from_dvc_cache_without_training(smoke_repo, tmp_path
     run = sh(["snakemake", "--cores", "1", "all", *SMOKE], clone)
     counts = job_counts(run.stdout + run.stderr)
     assert not any(job.startswith("train") for job in counts), counts
-    assert counts == {"aggregate": 1, "figure": 3, "table2": 1, "all": 1}
+    assert counts == {"aggregate": 4, "figure": 3, "table2": 1, "all": 1}
     assert (clone / "results" / "smoke" / "figures" / "fig3.pdf").exists()
     again = sh(["snakemake", "--cores", "1", "all", *SMOKE], clone)
     assert "Nothing to be done" in again.stdout + again.stderr
+    sh(["snakemake", "--report", "report.zip", *SMOKE], clone)
+    with zipfile.ZipFile(clone / "report.zip") as report:
+        names = report.namelist()
+    for name in ("fig3.pdf", "fig5_success.png", "table2.html"):
+        assert any(n.endswith(name) for n in names), name
 
 
 @pytest.mark.slurm

@@ -1,1 +1,1 @@
-"""Aggregation of run metrics, bootstrap statistics, figures and tables."""
+"""Aggregation of run metrics, rliable statistics, figures and tables."""

@@ -1,7 +1,8 @@
 """Learning-curve figures laid out as the paper's Fig. 3-5.
 
 A figure spec (from the grid config) lists panels; each panel is a task and the runs drawn in
-it: `{model, hi, lo, color}`. Each line is the mean over seeds with a 95% bootstrap band;
+it: `{model, hi, lo, color}`. Each line is the mean over seeds with its 95% stratified-bootstrap
+band (rliable, the estimator of the results table);
 legend labels are the paper's `{model}_{hi}_{lo}`. Page 1 of the PDF is the eval average
 reward (the paper's y axis), page 2 the success rate; PNG copies of both pages are written
 beside it.
@@ -81,8 +82,8 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     n = int(summary["seed"].nunique())
-    fig.suptitle(f"{spec.get('title', '')}\nmean over seeds with 95% bootstrap CI "
-                 f"({n} seeds)", fontsize=10)
+    fig.suptitle(f"{spec.get('title', '')}\nmean over seeds with 95% stratified-bootstrap CI "
+                 f"(rliable; {n} seeds)", fontsize=10)
     fig.tight_layout()
     return fig
 

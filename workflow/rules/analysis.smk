@@ -1,27 +1,43 @@
 # Aggregation, figures and tables: cheap, rebuilt from the runs' metrics (and nothing else),
-# so they regenerate from cached results without retraining.
+# so they regenerate from cached results without retraining. Each figure aggregates its own
+# runs only, so asking for one figure trains only what it draws.
 
 
 rule aggregate:
     input:
-        all_metrics(),
+        summary_inputs,
     output:
-        f"{OUT}/summary.parquet",
+        f"{OUT}/summary/{{name}}.parquet",
     conda:
         ENV
     log:
-        f"{OUT}/logs/aggregate.log",
+        f"{OUT}/logs/aggregate_{{name}}.log",
     shell:
         "hflow aggregate {input} -o {output} > {log} 2>&1"
 
 
 rule figure:
     input:
-        rules.aggregate.output,
+        f"{OUT}/summary/{{fig}}.parquet",
     output:
-        pdf=f"{FIGURES}/{{fig}}.pdf",
-        png=f"{FIGURES}/{{fig}}.png",
-        success_png=f"{FIGURES}/{{fig}}_success.png",
+        pdf=report(
+            f"{FIGURES}/{{fig}}.pdf",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}", "page": "PDF (reward, success)"},
+        ),
+        png=report(
+            f"{FIGURES}/{{fig}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}", "page": "average reward"},
+        ),
+        success_png=report(
+            f"{FIGURES}/{{fig}}_success.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}", "page": "success rate"},
+        ),
     params:
         spec=lambda wc: json.dumps(config["figures"][wc.fig]),
     conda:
@@ -34,13 +50,22 @@ rule figure:
 
 rule table2:
     input:
-        rules.aggregate.output,
+        f"{OUT}/summary/all.parquet",
     output:
         md=f"{FIGURES}/table2.md",
         tex=f"{FIGURES}/table2.tex",
+        html=report(
+            f"{FIGURES}/table2.html",
+            caption="../report/table2.rst",
+            category="Tables",
+            labels={"table": "Table II and results"},
+        ),
+    params:
+        figures=json.dumps(config["figures"]),
     conda:
         ENV
     log:
         f"{OUT}/logs/table2.log",
     shell:
-        "hflow tables --summary {input} --md {output.md} --tex {output.tex} > {log} 2>&1"
+        "hflow tables --summary {input} --figures {params.figures:q} --md {output.md}"
+        " --tex {output.tex} --html {output.html} > {log} 2>&1"

@@ -1,16 +1,15 @@
-# The grid: which runs the figures need, how seeds are grouped, where files go.
+# The grid: which runs each figure needs, how seeds are grouped, where files go. The logic is
+# hflow.grid's (shared with `hflow plan`); this file only names paths.
 
 import json
+import sys
 
-from hflow.agents.registry import get_preset
-from hflow.config import resolve
+from hflow.grid import Run, check_grid, figure_runs, grid_runs, job_options, plan, seed_groups
 
 OUT = config["out"]
 FIGURES = config["figures_dir"]
 SEEDS = config["seeds"]
-SEED_GROUPS = [
-    SEEDS[i : i + config["group_size"]] for i in range(0, len(SEEDS), config["group_size"])
-]
+SEED_GROUPS = seed_groups(config)
 RUN = f"{OUT}/runs/{{task}}/{{model}}_{{hi}}_{{lo}}"
 ENV = "../envs/hflow.yaml"
 
@@ -24,48 +23,28 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-def grid_runs():
-    """Unique (task, model, hi, lo) of all figures, in order of appearance."""
-    runs = {}
-    for figure in config["figures"].values():
-        for panel in figure["panels"]:
-            for run in panel["runs"]:
-                runs[(panel["task"], run["model"], run["hi"], run["lo"])] = None
-    return list(runs)
+check_grid(config)  # every job's options resolve, or the workflow stops here naming the run
 
 
-def train_sets(model):
-    """The grid's extra `--set` values for a preset (flow_set only for flow presets)."""
-    return list(config.get("set", [])) + (
-        list(config.get("flow_set", [])) if get_preset(model).fdgm else []
-    )
-
-
-def train_options():
-    return {
-        "train.steps": config["steps"],
-        "train.device": config["device"],
-    }
-
-
-def _check_grid():
-    """Resolve every run's config now, so a bad model, goal size or --set value stops the
-    workflow before any job starts, with hflow's message naming it."""
-    fixed = [f"train.eval_every={config['eval_every']}", f"train.eval_episodes={config['eval_episodes']}"]
-    for task, model, hi, lo in grid_runs():
-        options = {"task.name": task, "task.hi": hi, "task.lo": lo, **train_options()}
-        try:
-            resolve(model, options=options, sets=train_sets(model) + fixed)
-        except ValueError as err:
-            raise ValueError(f"grid run {task} {model} hi={hi} lo={lo}: {err}") from None
-
-
-_check_grid()
-
-
-def all_metrics():
+def metrics_of(runs):
     return [
-        f"{OUT}/runs/{task}/{model}_{hi}_{lo}/seed{seed}/metrics.csv"
-        for task, model, hi, lo in grid_runs()
+        f"{OUT}/runs/{r.task}/{r.model}_{r.hi}_{r.lo}/seed{seed}/metrics.csv"
+        for r in runs
         for seed in SEEDS
     ]
+
+
+def summary_inputs(wc):
+    """The metrics a summary aggregates: one figure's runs, or all of them ('all')."""
+    runs = grid_runs(config) if wc.name == "all" else figure_runs(config, wc.name)
+    return metrics_of(runs)
+
+
+def plan_summary():
+    total = plan(config, [])[-1]
+    return (
+        f"hflow: this grid is {total['runs']} runs x {len(SEEDS)} seeds = "
+        f"{total['seed_runs']} seed-runs, {total['env_steps']:,} env steps, about "
+        f"{total['cpu_hours']:,.0f} CPU core-hours at paper size (`hflow plan` per figure); "
+        f"jobs whose outputs exist are skipped"
+    )

@@ -2,7 +2,8 @@
 # in one process, each with its own outputs. One rule per seed group, because a rule's outputs
 # must be spelled out and they name the group's seeds. Resume checkpoints live under
 # {out}/state, which is not an output: Snakemake never deletes it, so a retried or requeued
-# job continues where it stopped.
+# job continues where it stopped. The job's options (hflow.grid.job_options, validated at
+# parse time) reach it as a YAML file, never as shell text.
 
 for _seeds in SEED_GROUPS:
     _group = "-".join(map(str, _seeds))
@@ -15,17 +16,12 @@ for _seeds in SEED_GROUPS:
             records=expand(f"{RUN}/seed{{seed}}/config.json", seed=_seeds, allow_missing=True),
             policies=expand(f"{RUN}/seed{{seed}}/policy.pt", seed=_seeds, allow_missing=True),
         params:
+            options=lambda wc, _seeds=_seeds: job_options(
+                config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
+            ),
+            job_config=f"{OUT}/jobs/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}.yaml",
             out=RUN,
             state=f"{OUT}/state/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}",
-            seeds=",".join(map(str, _seeds)),
-            steps=config["steps"],
-            device=config["device"],
-            sets=lambda wc: " ".join(
-                f"--set {s}"
-                for s in train_sets(wc.model)
-                + [f"train.eval_every={config['eval_every']}",
-                   f"train.eval_episodes={config['eval_episodes']}"]
-            ),
         conda:
             ENV
         log:
@@ -35,9 +31,5 @@ for _seeds in SEED_GROUPS:
             mem_mb=config["resources"]["mem_mb"],
             runtime=lambda wc, attempt: config["resources"]["runtime"] * attempt,
             gpu=0 if config["device"] == "cpu" else 1,
-        shell:
-            "hflow train --model {wildcards.model} --task {wildcards.task}"
-            " --hi {wildcards.hi} --lo {wildcards.lo} --seeds {params.seeds}"
-            " --steps {params.steps} --device {params.device} --out {params.out}"
-            " --state-dir {params.state} --set train.torch_threads={threads}"
-            " {params.sets} --no-progress > {log} 2>&1"
+        script:
+            "../scripts/train.py"

@@ -1,0 +1,141 @@
+"""The grid of a workflow config: the runs each figure needs, each job's options (the run
+contract), and what it costs.
+
+The Snakefile and `hflow plan` both read a grid config (config/config.yaml: seeds, steps,
+`set:`, figures of panels of runs) through these functions, and a training job reads exactly
+the options `job_options` gives, written to a file (`hflow train --config`): one resolution,
+validated once at parse time by `check_grid`. Importing this module loads neither torch nor
+MuJoCo, so a workflow parses on a machine without the training stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hflow.agents.registry import get_preset
+from hflow.config import ConfigError, parse_set, resolve
+
+# Keys each job's options take from the grid itself; `set:` may not override them.
+GRID_KEYS = ("model", "task.name", "task.hi", "task.lo", "train.seeds", "train.steps",
+             "train.device", "train.eval_every", "train.eval_episodes", "train.torch_threads")
+
+# Seconds per env step and member, measured by benchmarks/train_throughput.py (paper-size
+# nets, AntPush, both levels updating, one torch thread) on the 2-core CI machine; see the
+# README's run-time table. Presets not measured are costed like `ours` (the flow models
+# measured within 15% of one another). GPU: not measured yet (no GPU was available).
+CPU_SECONDS_PER_STEP = {"hiro": 1 / 94.1, "ours": 1 / 127.7}
+
+
+@dataclass(frozen=True)
+class Run:
+    task: str
+    model: str
+    hi: int
+    lo: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task} {self.model} hi={self.hi} lo={self.lo}"
+
+
+def figure_runs(config: dict, figure: str) -> list[Run]:
+    """The distinct runs one figure draws, in order of appearance."""
+    runs = {}
+    for panel in config["figures"][figure]["panels"]:
+        for r in panel["runs"]:
+            runs[Run(panel["task"], r["model"], r["hi"], r["lo"])] = None
+    return list(runs)
+
+
+def grid_runs(config: dict) -> list[Run]:
+    """The distinct runs of all figures (a run shared by two figures is trained once)."""
+    runs = {}
+    for figure in config["figures"]:
+        runs.update(dict.fromkeys(figure_runs(config, figure)))
+    return list(runs)
+
+
+def seed_groups(config: dict) -> list[list[int]]:
+    seeds, size = config["seeds"], config["group_size"]
+    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
+def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
+    """Everything one training job is told, as config keys (`hflow train --config` reads it)."""
+    options: dict[str, Any] = {
+        "model": run.model, "task.name": run.task, "task.hi": run.hi, "task.lo": run.lo,
+        "train.seeds": list(seeds), "train.steps": config["steps"],
+        "train.device": config["device"], "train.eval_every": config["eval_every"],
+        "train.eval_episodes": config["eval_episodes"],
+        "train.torch_threads": config["resources"]["threads"],
+    }
+    extra = list(config.get("set", []))
+    if get_preset(run.model).fdgm:
+        extra += list(config.get("flow_set", []))
+    for entry in extra:
+        key, value = parse_set(entry)
+        if key in GRID_KEYS:
+            raise ConfigError(f"set: {entry!r} overrides '{key}', which the grid decides "
+                              f"(grid keys: {', '.join(GRID_KEYS)}); change it in the grid "
+                              f"config's own keys or figures instead")
+        options[key] = value
+    return options
+
+
+def check_grid(config: dict) -> None:
+    """Resolves every job's options now, so a bad model, goal size or `set:` value stops the
+    workflow before any job starts, with hflow's message naming the run and the key."""
+    for run in grid_runs(config):
+        for seeds in seed_groups(config):
+            try:
+                resolve(options=job_options(config, run, seeds))
+            except ValueError as err:
+                raise ConfigError(f"grid run {run.name}: {err}") from None
+
+
+def write_job_config(path: str | Path, options: dict[str, Any]) -> None:
+    from hflow.io import write_text
+
+    write_text(path, "# Written by the workflow: this training job's options (hflow train "
+                     "--config).\n" + yaml.safe_dump(dict(options), sort_keys=False))
+
+
+# -- cost ---------------------------------------------------------------------------------
+
+def seconds_per_step(model: str) -> float:
+    return CPU_SECONDS_PER_STEP.get(model, CPU_SECONDS_PER_STEP["ours"])
+
+
+def plan(config: dict, figures: list[str] | None = None) -> list[dict]:
+    """Per figure (and the whole grid, 'all'): runs, seed-runs, env steps, CPU hours."""
+    names = figures or list(config["figures"])
+    unknown = [f for f in names if f not in config["figures"] and f != "all"]
+    if unknown:
+        raise ConfigError(f"no figure named {', '.join(unknown)}; the config has "
+                          f"{', '.join(config['figures'])} (or 'all')")
+    n_seeds, steps = len(config["seeds"]), config["steps"]
+    rows = []
+    for name in names + ([] if "all" in names else ["all"]):
+        runs = grid_runs(config) if name == "all" else figure_runs(config, name)
+        cpu_h = sum(n_seeds * steps * seconds_per_step(r.model) for r in runs) / 3600
+        rows.append({"target": name, "runs": len(runs), "jobs": len(runs) * len(
+            seed_groups(config)), "seed_runs": len(runs) * n_seeds,
+            "env_steps": len(runs) * n_seeds * steps, "cpu_hours": cpu_h})
+    return rows
+
+
+def plan_text(config: dict, figures: list[str] | None = None) -> str:
+    lines = [f"{'target':<8} {'runs':>5} {'jobs':>5} {'seed-runs':>9} {'env steps':>16} "
+             f"{'CPU core-hours':>15}  GPU"]
+    for r in plan(config, figures):
+        lines.append(f"{r['target']:<8} {r['runs']:>5} {r['jobs']:>5} {r['seed_runs']:>9} "
+                     f"{r['env_steps']:>16,} {r['cpu_hours']:>15,.2f}  not measured")
+    rates = ", ".join(f"{m} {1 / s:.0f}" for m, s in CPU_SECONDS_PER_STEP.items())
+    lines.append(f"CPU: one core per seed-run at the env steps/s that benchmarks/"
+                 f"train_throughput.py measured\n     on the 2-core CI machine ({rates}; other "
+                 f"presets as ours); GPU: not measured yet.")
+    return "\n".join(lines)
