@@ -19,6 +19,16 @@ its jobs run one after another with K members each.
 `--baseline PATH` runs every case also against another checkout of hflow (e.g. the previous
 main: `git worktree add /tmp/base main`), interleaved with the current one, and prints the
 ratio current / baseline.
+
+Measured on the 2-core CI machine against the previous main (dc9c523), env steps/s per member,
+current vs previous (`--members 1 4 16`; paper-size `--steps 100`, tiny `--steps 300`):
+    paper-size hiro  K=1 91.7 vs 68.5 (1.34x) | K=4 23.7 vs 19.4 | K=16 5.7 vs 4.8
+    paper-size ours  K=1 138.2 vs 103.8 (1.33x) | K=4 49.4 vs 45.4 | K=16 14.4 vs 13.1
+    16-16 hiro       K=1 477.7 vs 373.2 (1.28x) | K=4 257.9 vs 200.1 | K=16 75.4 vs 56.1
+    16-16 ours       K=1 254.3 vs 207.7 (1.22x) | K=4 169.2 vs 135.6 | K=16 68.1 vs 60.6
+The same case moves by about 10% between runs on this shared machine; the correction's
+memory-bound passes at K = 16 with tiny nets moved between 15 and 33 ms per update between
+identical runs.
 """
 
 from __future__ import annotations
@@ -52,18 +62,21 @@ def _timed(fn, phase, totals, sync):
     return wrapper
 
 
-def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: str) -> dict:
+def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: str,
+           env_threads: int = 1) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     import hflow
     from hflow.agents.registry import get_preset
-    from hflow.config import resolve
+    from hflow.config import all_keys, resolve
     from hflow.train import Trainer
 
     base = resolve(model)
     fill = base.td3.batch_size * base.hierarchy.c  # high-level buffer holds one batch
     sets = [f"train.warmup={fill}", "train.eval_episodes=1"]
+    if env_threads > 1 and "train.env_threads" in all_keys():  # older checkouts: one thread
+        sets.append(f"train.env_threads={env_threads}")
     if tiny:
         sets += TINY + (TINY_FLOW if get_preset(model).fdgm else [])
     cfg = resolve(model, options={"task.name": task, "train.seeds": list(range(members)),
@@ -133,6 +146,8 @@ def run_case(checkout: Path, args, model: str, members: int) -> dict:
            "--steps", str(args.steps), "--device", args.device, "--task", args.task]
     if args.tiny:
         cmd.append("--tiny")
+    if args.env_threads > 1:
+        cmd += ["--env-threads", str(args.env_threads)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=checkout)
     if done.returncode:
         sys.exit(f"case {model} K={members} in {checkout} failed:\n{done.stderr[-3000:]}")
@@ -162,11 +177,13 @@ def main() -> None:
     parser.add_argument("--task", default="AntPushSingle")
     parser.add_argument("--baseline", type=Path, help="another hflow checkout to compare with")
     parser.add_argument("--repeats", type=int, default=1, help="cases per checkout (best kept)")
+    parser.add_argument("--env-threads", type=int, default=1,
+                        help="train.env_threads (threads stepping the K envs)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.models[0], args.members[0], args.tiny, args.steps,
-                                args.device, args.task)))
+                                args.device, args.task, args.env_threads)))
         return
 
     checkouts = {"current": ROOT}

@@ -8,6 +8,7 @@ shift the numbers of another.
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 
@@ -53,20 +54,25 @@ class BlockedRNG:
     """
 
     def __init__(self, seeds: list[int], stream: str, device: torch.device | str = "cpu",
-                 block: int = 256):
+                 block: int = 256, max_elements: int = 65536):
         self.rng = MemberRNG(seeds, stream, device)
-        self.block = block
+        # Draws per block: `block`, fewer for large shapes (the correction's [B, 8, lo]
+        # noise), so that a block holds at most `max_elements` numbers per member.
+        self.block, self.max_elements = block, max_elements
         self.blocks: dict[tuple, torch.Tensor] = {}  # (kind, *shape) -> [K, block, *shape]
         self.used: dict[tuple, int] = {}
 
     def _draw(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
         key = (kind, *shape)
-        used = self.used.get(key, self.block)
-        if used == self.block:
+        block = self.blocks.get(key)
+        used = self.used.get(key, 0)
+        if block is None or used == block.shape[1]:
+            count = max(1, min(self.block, self.max_elements // max(1, math.prod(shape))))
             draw = self.rng.normal if kind == "normal" else self.rng.uniform
-            self.blocks[key], used = draw(self.block, *shape), 0
+            self.blocks[key] = block = draw(count, *shape)
+            used = 0
         self.used[key] = used + 1
-        return self.blocks[key][:, used]
+        return block[:, used]
 
     def normal(self, *shape: int) -> torch.Tensor:
         return self._draw("normal", shape)
