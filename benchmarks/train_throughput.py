@@ -89,12 +89,15 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
             trainer.advance()
         assert len(trainer.hi_buffer) >= cfg.td3.batch_size
 
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.advance()
-        sync()
-        total = time.perf_counter() - start
+        def run_steps() -> float:
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.advance()
+            sync()
+            return time.perf_counter() - start
+
+        total = run_steps()
 
         # Again with a timer around each phase (syncing on CUDA, so the total above is the
         # honest figure there).
@@ -108,12 +111,7 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         originals = [getattr(obj, name) for obj, name, _ in patches]
         for obj, name, phase in patches:
             setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.advance()
-        sync()
-        timed_total = time.perf_counter() - start
+        timed_total = run_steps()
         for (obj, name, _), original in zip(patches, originals):
             setattr(obj, name, original)
 
