@@ -96,6 +96,13 @@ def _cmd_plan(args) -> int:
     return 0
 
 
+def _cmd_rollout(args) -> int:
+    from hflow.rollout import draw_rollouts
+
+    print(draw_rollouts(args.seed_dir, args.output, args.episodes))
+    return 0
+
+
 def _cmd_models(args) -> int:
     from hflow.agents.registry import presets_markdown, table2_markdown
 
@@ -203,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "figure and all)")
     plan.add_argument("--configfile", default="config/config.yaml")
     plan.set_defaults(func=_cmd_plan)
+
+    roll = sub.add_parser("rollout", help="draw evaluation episodes of a trained policy")
+    roll.add_argument("seed_dir", help="a finished run's seed<N>/ directory (with policy.pt)")
+    roll.add_argument("-o", "--output", required=True, help="e.g. rollout.png")
+    roll.add_argument("--episodes", type=int, default=3, help="episodes per eval target")
+    roll.set_defaults(func=_cmd_rollout)
 
     models = sub.add_parser("models", help="Table II and the model presets")
     models.set_defaults(func=_cmd_models)

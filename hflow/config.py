@@ -364,6 +364,19 @@ def resolve(model: str | None = None, file: str | Path | None = None,
     return cfg
 
 
+def from_dict(tree: dict) -> RunConfig:
+    """A run's config back from its record (config.json, policy.pt): every key as written."""
+    from hflow.agents.registry import apply_preset
+
+    flat = flatten(tree)
+    cfg = RunConfig()
+    apply_preset(cfg, flat.pop("model", "hiro"))
+    for key, value in flat.items():
+        set_key(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
 def validate(cfg: RunConfig) -> None:
     """Checks that span several keys (one key's own checks happen in set_key)."""
     from hflow.envs.tasks import get_task, goal_space

@@ -201,3 +201,23 @@ def test_print_config_resolves_preset_and_overrides(capsys):
                  "--set", "td3.batch_size=256", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
+
+
+def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path):
+    """`hflow rollout` runs the saved policy as the evaluation did: same starts, same final
+    distances; and draws them."""
+    from hflow.rollout import rollouts
+
+    _, runs = rollouts(uninterrupted / "seed1", episodes=2)  # tiny runs evaluate 2 episodes
+    last = read_metrics(uninterrupted / "seed1" / "metrics.csv")[-1]
+    for name, target in (("8_0", (8.0, 0.0)), ("8_8", (8.0, 8.0)), ("0_8", (0.0, 8.0))):
+        mine = [r for r in runs if r["target"] == target]
+        assert len(mine) == 2
+        assert np.mean([r["distance"] for r in mine]) == pytest.approx(
+            last[f"eval_distance_{name}"], abs=1e-9)
+        for r in mine:
+            assert r["path"].shape == (101, 2) and len(r["subgoals"]) == 10
+            assert np.abs(r["path"][0]).max() < 0.2  # starts at the origin (+- reset noise)
+    assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["rollout", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2

@@ -15,7 +15,8 @@ from hflow.envs.tasks import get_task, goal_space  # noqa: E402
 from hflow.io import atomic_path  # noqa: E402
 
 
-def draw_task(task: str, ax) -> None:
+def draw_task(task: str, ax, target: tuple[float, ...] | None = None) -> None:
+    """The layout on `ax`; `target` replaces the headline eval target (star and circle)."""
     spec = get_task(task)
     layout, S = spec.layout, spec.robot.maze_scale
     goals = goal_space(spec)
@@ -36,15 +37,15 @@ def draw_task(task: str, ax) -> None:
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", ec="#1f77b4",
                                label="training targets"))
     ax.plot(0, 0, "o", color="#2ca02c", ms=10, label="start")
-    tx, ty = goals.eval_target[:2]
+    tx, ty = (target or goals.eval_target)[:2]
     ax.plot(tx, ty, "*", color="#ffbf00", mec="black", ms=16, label="eval target")
     ax.add_patch(plt.Circle((tx, ty), spec.success_distance, fill=False, ec="#ffbf00", ls=":"))
     xmin, xmax, ymin, ymax = layout.extent(S)
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
-    target = ", ".join(f"{v:g}" for v in goals.eval_target)
-    ax.set_title(f"{spec.name}\ntarget ({target})", fontsize=9)
+    shown = ", ".join(f"{v:g}" for v in (target or goals.eval_target))
+    ax.set_title(f"{spec.name}\ntarget ({shown})", fontsize=9)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, fontsize=7, frameon=False)
 
 
