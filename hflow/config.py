@@ -112,6 +112,9 @@ class TrainConfig:
     env_threads: int = _positive(1, "threads stepping the members' envs (MuJoCo releases the "
                                     "GIL); results are identical for any count")
     checkpoints_kept: int = _positive(2)
+    tensorboard: bool = field(default=False, metadata={
+        "doc": "also write TensorBoard event files to seed<N>/tensorboard (metrics and every "
+               "loss value; needs the tensorboard extra)"})
 
 
 @dataclass

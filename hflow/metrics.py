@@ -20,6 +20,7 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hflow import HflowError
@@ -120,6 +121,11 @@ class LossLog:
                 out[k][name] = mean[k]
         return out
 
+    def history(self, name: str) -> tuple[list[int], np.ndarray]:
+        """(steps, values [n, K]) recorded for one loss since the last reset."""
+        steps = self.steps[name]
+        return steps, self.values[name][:len(steps)].cpu().numpy()
+
     def state_dict(self) -> dict:
         return {name: {"steps": list(steps), "values": self.values[name][:len(steps)].cpu()}
                 for name, steps in self.steps.items()}
@@ -129,3 +135,35 @@ class LossLog:
         for name, saved in state.items():
             for step, values in zip(saved["steps"], saved["values"]):
                 self.record(name, values.to(self.device), step)
+
+
+class TensorBoardLog:
+    """Optional TensorBoard event files (`train.tensorboard`), one directory per seed
+    (`seed<N>/tensorboard/`): every metrics.csv column as `metrics/<column>` at each
+    evaluation, and every loss value as `loss/<name>` at the env step of its update, so a long
+    cluster run can be watched live. A resumed run purges events past its checkpoint."""
+
+    def __init__(self, seed_dirs: list[Path], purge_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise HflowError("train.tensorboard needs the tensorboard package: "
+                             "pip install -e '.[tensorboard]'") from None
+        self.writers = [SummaryWriter(str(Path(d) / "tensorboard"), purge_step=purge_step)
+                        for d in seed_dirs]
+
+    def write(self, rows: list[dict], losses: LossLog) -> None:
+        """rows: each member's newest metrics row; losses: before its reset."""
+        for k, (writer, row) in enumerate(zip(self.writers, rows, strict=True)):
+            for column, value in row.items():
+                if column != "step" and value == value:  # NaN: nothing to show yet
+                    writer.add_scalar(f"metrics/{column}", value, row["step"])
+            for name in LOSSES:
+                steps, values = losses.history(name)
+                for step, value in zip(steps, values[:, k]):
+                    writer.add_scalar(f"loss/{name}", float(value), step)
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()

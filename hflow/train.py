@@ -29,7 +29,7 @@ from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
 from hflow.io import atomic_path, remove_stale_temp_files, write_json
-from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError
+from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError, TensorBoardLog
 from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
 from hflow.runlock import RunLock
@@ -38,7 +38,7 @@ from hflow.seeding import BlockedRNG, stream_seed
 # Keys that may differ between a checkpoint and the command that resumes it.
 # (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
 RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
-                     "train.checkpoint_every", "train.env_threads")
+                     "train.checkpoint_every", "train.env_threads", "train.tensorboard")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,6 +118,7 @@ class Trainer:
         self.start_time = time.monotonic()
         self.interval_start = (self.start_time, 0)
         self.episode_returns: list[list[float]] = [[] for _ in self.seeds]
+        self.tensorboard: TensorBoardLog | None = None
 
     def seed_dir(self, seed: int) -> Path:
         return self.out_dir / f"seed{seed}"
@@ -201,7 +202,11 @@ class Trainer:
         with RunLock(dirs):
             for directory in dirs:  # what writes interrupted by a kill left behind
                 remove_stale_temp_files(directory)
-            self._run()
+            try:
+                self._run()
+            finally:
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
 
     def _run(self) -> None:
         cfg = self.cfg
@@ -209,6 +214,9 @@ class Trainer:
         resumed = self.try_resume()
         self.interval_start = (self.start_time, self.step)
         self.write_run_records()
+        if cfg.train.tensorboard:
+            self.tensorboard = TensorBoardLog([self.seed_dir(s) for s in self.seeds],
+                                              purge_step=self.step if resumed else None)
         label = f"{cfg.model} {self.task.name} hi={self.goals.hi} lo={self.goals.lo} " \
                 f"seeds={','.join(map(str, self.seeds))}"
         progress = Progress(cfg.train.steps, label) if self.show_progress else None
@@ -362,6 +370,8 @@ class Trainer:
                 **losses[k],
                 "steps_per_s": sps, "wall_s": wall,
             })
+        if self.tensorboard is not None:
+            self.tensorboard.write([m.rows[-1] for m in self.metrics], self.loss_log)
         self.loss_log.reset()
         self.episode_returns = [[] for _ in self.seeds]
         t = self.cfg.train

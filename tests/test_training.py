@@ -221,3 +221,18 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["rollout", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
+
+
+def test_tensorboard_holds_the_metrics_and_every_loss_value(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    subprocess.run(_cmd(tmp_path, steps=400, extra=["train.tensorboard=true"]), check=True)
+    events = EventAccumulator(str(tmp_path / "seed1" / "tensorboard"))
+    events.Reload()
+    rows = read_metrics(tmp_path / "seed1" / "metrics.csv")
+    reward = events.Scalars("metrics/eval_reward")
+    assert [e.step for e in reward] == [r["step"] for r in rows]
+    assert [e.value for e in reward] == pytest.approx([r["eval_reward"] for r in rows])
+    # the low-level critic updates every step from the end of the 100-step warm-up
+    assert [e.step for e in events.Scalars("loss/lo_critic")] == list(range(100, 401))
+    assert "metrics/eval_success_0_8" in events.Tags()["scalars"]
