@@ -23,10 +23,12 @@ from hflow.seeding import stream_seed
 EVAL_METRICS = ("eval_reward", "eval_success", "eval_distance")
 
 
-def make_eval_envs(cfg, seeds: list[int], goals: GoalSpace, threads: int = 1) -> EnvBatch:
-    """[K, targets x episodes] envs, grouped by target."""
+def make_eval_envs(cfg, seeds: list[int], goals: GoalSpace, threads: int = 1,
+                   episodes: int | None = None) -> EnvBatch:
+    """[K, targets x episodes] envs, grouped by target (episodes: train.eval_episodes)."""
+    episodes = cfg.train.eval_episodes if episodes is None else episodes
     return EnvBatch([[task_env(cfg.task, "eval", target) for target in goals.eval_targets
-                      for _ in range(cfg.train.eval_episodes)] for _ in seeds], threads)
+                      for _ in range(episodes)] for _ in seeds], threads)
 
 
 def metric_names(goals: GoalSpace) -> list[str]:
@@ -38,13 +40,14 @@ def metric_names(goals: GoalSpace) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(agent, envs: EnvBatch, seeds: list[int], cfg, device,
-             goals: GoalSpace) -> dict[str, np.ndarray]:
-    """Per member [K], the columns of `metric_names(goals)`."""
+def run_episodes(agent, envs: EnvBatch, seeds: list[int], cfg, device, episodes: int,
+                 trace: bool = False) -> dict[str, np.ndarray]:
+    """Deterministic episodes of all K x N envs (N = targets x `episodes`): returns [K, N],
+    final distance and success [K, N]; with `trace`, also the x, y path [K, N, T+1, 2] and the
+    subgoals set ([K, N, T/c, 2]: from, to) for pictures (`hflow rollout`)."""
     K, N = envs.shape
-    E = cfg.train.eval_episodes
-    episode_seeds = np.array([[stream_seed(s, f"eval/{n % E}") % 2**32 for n in range(N)]
-                              for s in seeds])
+    episode_seeds = np.array([[stream_seed(s, f"eval/{n % episodes}") % 2**32
+                               for n in range(N)] for s in seeds])
     obs, target = envs.reset(episode_seeds)
 
     def to_device(x):
@@ -52,16 +55,35 @@ def evaluate(agent, envs: EnvBatch, seeds: list[int], cfg, device,
 
     state, target_t = to_device(obs), to_device(target)
     returns = np.zeros((K, N))
+    paths, subgoals = [obs[..., :2]], []
     goal = None
     for t in range(cfg.task.episode_steps):
         if t % cfg.hierarchy.c == 0:
             goal = agent.act_hi(state, target_t)
+            if trace:
+                here = obs[..., :2]
+                subgoals.append(np.stack([here, here + goal[..., :2].cpu().numpy()], axis=-2))
         action, _ = agent.act_lo(state, goal)
         obs, reward, distance, success = envs.step(action.cpu().numpy())
         next_state = to_device(obs)
         goal = agent.goal_transition(state, goal, next_state)
         state = next_state
         returns += reward
+        if trace:
+            paths.append(obs[..., :2])
+    out = {"returns": returns, "distance": distance, "success": success}
+    if trace:
+        out["path"] = np.stack(paths, axis=2)
+        out["subgoals"] = np.stack(subgoals, axis=2)
+    return out
+
+
+def evaluate(agent, envs: EnvBatch, seeds: list[int], cfg, device,
+             goals: GoalSpace) -> dict[str, np.ndarray]:
+    """Per member [K], the columns of `metric_names(goals)`."""
+    E = cfg.train.eval_episodes
+    done = run_episodes(agent, envs, seeds, cfg, device, E)
+    returns, distance, success = done["returns"], done["distance"], done["success"]
     per_target = {}
     for j, name in enumerate(goals.eval_target_names):
         cols = slice(j * E, (j + 1) * E)

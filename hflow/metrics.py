@@ -154,12 +154,12 @@ class TensorBoardLog:
 
     def write(self, rows: list[dict], losses: LossLog) -> None:
         """rows: each member's newest metrics row; losses: before its reset."""
+        history = {name: losses.history(name) for name in LOSSES}
         for k, (writer, row) in enumerate(zip(self.writers, rows, strict=True)):
             for column, value in row.items():
                 if column != "step" and value == value:  # NaN: nothing to show yet
                     writer.add_scalar(f"metrics/{column}", value, row["step"])
-            for name in LOSSES:
-                steps, values = losses.history(name)
+            for name, (steps, values) in history.items():
                 for step, value in zip(steps, values[:, k]):
                     writer.add_scalar(f"loss/{name}", float(value), step)
             writer.flush()

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from hflow import HflowError
 from hflow.config import from_dict
-from hflow.envs.batch import EnvBatch, task_env
 from hflow.envs.tasks import get_task, goal_space
+from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
-from hflow.seeding import stream_seed
 
 
 def load_policy(seed_dir: str | Path):
@@ -39,41 +37,17 @@ def load_policy(seed_dir: str | Path):
     return agent.eval(), cfg, saved["member"], saved["seeds"]
 
 
-@torch.no_grad()
 def rollouts(seed_dir: str | Path, episodes: int = 3):
     """(cfg, runs): per eval target and episode, the path [T+1, 2], the subgoals
-    [(from_xy, to_xy)] and the final distance."""
+    [(from_xy, to_xy)] and the final distance, as the evaluation runs them."""
     agent, cfg, member, seeds = load_policy(seed_dir)
     goals = agent_goals(cfg)
-    targets = goals.eval_targets
-    envs = EnvBatch([[task_env(cfg.task, "eval", t) for t in targets for _ in range(episodes)]
-                     for _ in seeds])
-    episode_seeds = np.array([[stream_seed(s, f"eval/{n % episodes}") % 2**32
-                               for n in range(len(targets) * episodes)] for s in seeds])
-    obs, target = envs.reset(episode_seeds)
-    state, target_t = torch.tensor(obs, dtype=torch.float32), torch.tensor(target,
-                                                                           dtype=torch.float32)
-    paths, marks = [obs[member, :, :2].copy()], []
-    goal = None
-    for t in range(cfg.task.episode_steps):
-        if t % cfg.hierarchy.c == 0:
-            goal = agent.act_hi(state, target_t)
-            lo = min(2, goal.shape[-1])  # x, y of the subgoal
-            here = state[member, :, :2].numpy()
-            marks.append((here, here + goal[member, :, :lo].numpy()))
-        action, _ = agent.act_lo(state, goal)
-        obs, _, distance, _ = envs.step(action.numpy())
-        next_state = torch.tensor(obs, dtype=torch.float32)
-        goal = agent.goal_transition(state, goal, next_state)
-        state = next_state
-        paths.append(obs[member, :, :2].copy())
-    path = np.stack(paths, axis=1)  # [N, T+1, 2]
-    out = []
-    for n in range(path.shape[0]):
-        out.append({"target": targets[n // episodes], "path": path[n],
-                    "subgoals": [(a[n], b[n]) for a, b in marks],
-                    "distance": float(distance[member, n])})
-    return cfg, out
+    envs = make_eval_envs(cfg, seeds, goals, episodes=episodes)
+    done = run_episodes(agent, envs, seeds, cfg, "cpu", episodes, trace=True)
+    return cfg, [{"target": goals.eval_targets[n // episodes], "path": done["path"][member, n],
+                  "subgoals": [(a, b) for a, b in done["subgoals"][member, n]],
+                  "distance": float(done["distance"][member, n])}
+                 for n in range(envs.shape[1])]
 
 
 def agent_goals(cfg):

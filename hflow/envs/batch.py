@@ -1,7 +1,7 @@
 """K x N environments stepped together, with [K, N, ...] arrays in and out.
 
 The trainer uses N = 1 (one env per member), evaluation N = eval episodes. With `threads` > 1
-the envs are split into that many contiguous chunks stepped by a thread pool: MuJoCo's
+the envs are dealt round-robin into that many chunks stepped by a thread pool: MuJoCo's
 `mj_step` releases the GIL, so the physics of different envs runs in parallel. Every env only
 touches its own state and its own slots of the output arrays, so results are identical for
 any thread count.
