@@ -87,6 +87,10 @@ class TaskConfig:
     lo: int | None = field(default=None, metadata={"doc": "subgoal dims (None: robot's tuple)"})
     episode_steps: int = _positive(500)
     block_shrink: float = field(default=0.99, metadata={"doc": "see docs/tasks.md"})
+    manual_collision: bool = field(default=True, metadata={
+        "doc": "HIRO's point: undo a step that ends inside a wall (maze_env.py "
+               "manual_collision); false leaves walls to contacts, which the point's 0.2-per-step "
+               "moves pass through (docs/tasks.md)"})
     eval_target: list[float] | None = field(
         default=None, metadata={"doc": "replaces the task's fixed target (hi values)"})
 

@@ -75,7 +75,7 @@ def test_eval_target_override():
 
 
 def test_unknown_task_lists_valid_ids():
-    with pytest.raises(TaskError, match="AntPushSingle.*PointFallMulti") as err:
+    with pytest.raises(TaskError, match="AntPushSingle.*BallFallMulti") as err:
         MazeEnv("AntPushSingel")
     assert "did you mean AntPushSingle" in str(err.value)
 

@@ -151,7 +151,7 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(inverse):
 @pytest.mark.parametrize("model", list(PRESETS))
 def test_every_preset_trains_on_a_point_task(model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = resolve(model, options={"task.name": "PointPushSingle", "train.seeds": [0, 1],
+    cfg = resolve(model, options={"task.name": "BallPushSingle", "train.seeds": [0, 1],
                                   "train.steps": 400}, sets=tiny(model))
     Trainer(cfg, tmp_path, progress=False).run()
     for seed in (0, 1):

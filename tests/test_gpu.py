@@ -29,7 +29,7 @@ class FixedRNG:
 
 def _trainer(tmp_path, model, device, steps=400):
     cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
-                  sets=tiny(model, ["task.name=PointPushSingle", f"train.device={device}"]))
+                  sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}"]))
     return Trainer(cfg, tmp_path / device, progress=False)
 
 

@@ -131,7 +131,7 @@ def test_ant_maze_reports_each_of_hiros_three_targets(tmp_path):
         assert row["eval_distance_16_0"] != row["eval_distance_0_16"]
         assert np.isfinite(row["eval_reward_16_16"])
     # one target: no per-target columns
-    single = _trainer(tmp_path / "p", [], task="PointPushSingle")
+    single = _trainer(tmp_path / "p", [], task="BallPushSingle")
     assert metric_names(single.goals) == ["eval_reward", "eval_success", "eval_distance"]
 
 

@@ -108,7 +108,7 @@ def test_parsing_the_workflow_imports_neither_torch_nor_mujoco(tmp_path):
     path = _smoke_config(tmp_path, lambda c: c["figures"]["fig5"]["panels"][0]["runs"][0]
                          .update(hi=9))
     bad = sh(["snakemake", "-n", "--configfile", str(path)], ROOT, env=env, check=False)
-    assert "grid run PointFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
+    assert "grid run BallFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
 
 
 def test_plan_prints_the_cost_per_figure():
@@ -139,7 +139,7 @@ def test_bad_grid_config_stops_before_any_job(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     bad = sh(["snakemake", "-n", "--configfile", str(tmp_path / "bad.yaml")], ROOT, check=False)
     assert bad.returncode != 0
-    assert "grid run PointFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
+    assert "grid run BallFallMulti ours hi=9 lo=3" in bad.stderr + bad.stdout
     assert "allowed 2..3" in bad.stderr + bad.stdout
 
 

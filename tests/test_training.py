@@ -95,7 +95,7 @@ def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
     assert list(rows[0]) == [*METRIC_COLUMNS, *per_target]  # PointMaze: HIRO's three targets
     record = json.loads((uninterrupted / "seed1" / "config.json").read_text())
     assert record["seed"] == 1 and record["config"]["model"] == "hiro"
-    assert record["goal_space"]["subgoal_names"] == ["x", "y", "z"]
+    assert record["goal_space"]["subgoal_names"] == ["x", "y", "ori"]  # HIRO's point
     assert {"torch", "mujoco", "gymnasium", "git_commit"} <= set(record["versions"])
     assert (uninterrupted / "seed1" / "policy.pt").stat().st_size > 0
 

@@ -53,7 +53,7 @@ class HierarchicalAgent(nn.Module):
         self.obs_dim, self.lo_dim, self.hi_dim = task.obs_dim, goals.lo, goals.hi
         self.action_dim = task.robot.nu
         goal_scale = torch.tensor(goals.subgoal_half_range, dtype=torch.float32)
-        action_scale = torch.full((self.action_dim,), float(task.robot.action_high))
+        action_scale = torch.tensor(task.robot.action_high, dtype=torch.float32)
         self.register_buffer("goal_scale", goal_scale)
         self.register_buffer("action_scale", action_scale)
         rng = MemberRNG(seeds, "init")  # networks are built in a fixed order from it

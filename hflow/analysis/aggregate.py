@@ -24,6 +24,12 @@ def run_label(model: str, hi: int, lo: int) -> str:
     return f"{get_preset(model).label}_{hi}_{lo}"
 
 
+def run_id(model: str, hi: int, lo: int) -> str:
+    """A run's identity in the summary: `{preset}_{hi}_{lo}`. Unlike the legend label it is
+    unique (ours and ours_alg2 both draw as `ours_...`, as in the paper)."""
+    return f"{model}_{hi}_{lo}"
+
+
 def read_run(metrics_csv: str | Path) -> pd.DataFrame:
     metrics_csv = Path(metrics_csv)
     record_path = metrics_csv.with_name("config.json")
@@ -40,8 +46,9 @@ def read_run(metrics_csv: str | Path) -> pd.DataFrame:
     if missing:
         raise HflowError(f"{metrics_csv} lacks the columns {', '.join(missing)}")
     ids = {"task": cfg["task"]["name"], "model": cfg["model"],
-           "label": get_preset(cfg["model"]).label, "hi": goals["hi"], "lo": goals["lo"],
-           "run": run_label(cfg["model"], goals["hi"], goals["lo"]), "seed": record["seed"]}
+           "label": run_label(cfg["model"], goals["hi"], goals["lo"]), "hi": goals["hi"],
+           "lo": goals["lo"], "run": run_id(cfg["model"], goals["hi"], goals["lo"]),
+           "seed": record["seed"]}
     for i, (key, value) in enumerate(ids.items()):
         frame.insert(i, key, value)
     return frame

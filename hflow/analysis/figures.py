@@ -1,9 +1,11 @@
 """Learning-curve figures laid out as the paper's Fig. 3-5.
 
 A figure spec (from the grid config) lists panels; each panel is a task and the runs drawn in
-it: `{model, hi, lo, color}`. Each line is the mean over seeds with its 95% stratified-bootstrap
-band (rliable, the estimator of the results table);
-legend labels are the paper's `{model}_{hi}_{lo}`. Page 1 of the PDF is the eval average
+it: `{model, hi, lo, color}`, and optionally `target` (a metric suffix such as '8_0': that eval
+target's columns instead of the headline's, for tasks evaluated at several). Each line is the
+mean over seeds with its 95% stratified-bootstrap band (rliable, the estimator of the results
+table); legend labels are the paper's `{model}_{hi}_{lo}` (the preset name where two runs of a
+panel would share one). Page 1 of the PDF is the eval average
 reward (the paper's y axis), page 2 the success rate; PNG copies of both pages are written
 beside it.
 """
@@ -23,7 +25,7 @@ from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from hflow import HflowError  # noqa: E402
-from hflow.analysis.aggregate import run_label  # noqa: E402
+from hflow.analysis.aggregate import run_id, run_label  # noqa: E402
 from hflow.analysis.stats import curves  # noqa: E402
 from hflow.io import atomic_path  # noqa: E402
 
@@ -49,12 +51,24 @@ def check_spec(spec: dict) -> None:
 
 
 def check_runs(summary: pd.DataFrame, spec: dict) -> None:
+    for panel in spec["panels"]:
+        column = _column("eval_success", panel)
+        if column not in summary.columns:
+            targets = sorted(c.removeprefix("eval_success_") for c in summary.columns
+                             if c.startswith("eval_success_"))
+            raise HflowError(f"figure panel {panel['task']}: target={panel.get('target')!r} "
+                             f"has no column {column}; targets in the summary: "
+                             f"{', '.join(targets) or 'none'}")
     present = set(zip(summary["task"], summary["run"], summary["model"]))
     missing = [f"{p['task']} {r['model']} hi={r['hi']} lo={r['lo']}" for p in spec["panels"]
                for r in p["runs"]
-               if (p["task"], run_label(r["model"], r["hi"], r["lo"]), r["model"]) not in present]
+               if (p["task"], run_id(r["model"], r["hi"], r["lo"]), r["model"]) not in present]
     if missing:
         raise HflowError("the summary has no results for: " + "; ".join(missing))
+
+
+def _column(value: str, panel: dict) -> str:
+    return f"{value}_{panel['target']}" if panel.get("target") else value
 
 
 def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
@@ -62,12 +76,17 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
     cols = min(len(panels), 2 if len(panels) == 4 else 3)
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
-    stats = curves(summary, value)
+    stats = {column: curves(summary, column)
+             for column in {_column(value, panel) for panel in panels}}
     palette = sns.color_palette("tab10")
     for i, (ax, panel) in enumerate(zip(axes.flat, panels)):
+        labels = [run_label(r["model"], r["hi"], r["lo"]) for r in panel["runs"]]
         for j, run in enumerate(panel["runs"]):
-            label = run_label(run["model"], run["hi"], run["lo"])
-            line = stats[(stats["task"] == panel["task"]) & (stats["run"] == label)]
+            ident = run_id(run["model"], run["hi"], run["lo"])
+            # the paper's label, unless two runs of the panel share it (ours, ours_alg2)
+            label = labels[j] if labels.count(labels[j]) == 1 else ident
+            table = stats[_column(value, panel)]
+            line = table[(table["task"] == panel["task"]) & (table["run"] == ident)]
             color = run.get("color", palette[j % len(palette)])
             ax.plot(line["step"], line["mean"], color=color, label=label, lw=1.6)
             ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=color,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hflow.agents.registry import PRESETS, table2_markdown
-from hflow.analysis.aggregate import run_label
+from hflow.analysis.aggregate import run_id
 from hflow.analysis.stats import LEVEL, REPS, final_point, mean_and_iqm, probability_of_improvement
 from hflow.io import write_text
 
@@ -26,6 +26,9 @@ RESULTS_CAPTION = (f"Final success rate and average reward at the last evaluatio
                    f"reached: mean and interquartile mean (IQM) over seeds, each with its "
                    f"{LEVEL:.0%} stratified-bootstrap confidence interval (rliable, {REPS} "
                    f"resamples).")
+TARGETS_CAPTION = (f"Tasks evaluated at several targets (HIRO's three along the maze): the final "
+                   f"success rate at each, mean over seeds with its {LEVEL:.0%} "
+                   f"stratified-bootstrap CI.")
 IMPROVEMENT_CAPTION = (f"Probability of improvement P(ours > baseline) of the final average "
                        f"reward (rliable; ties count half), over the tasks of each figure "
                        f"where both ran, with its {LEVEL:.0%} stratified-bootstrap CI. 0.5 "
@@ -42,6 +45,36 @@ def results(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def target_results(summary: pd.DataFrame) -> pd.DataFrame:
+    """For tasks evaluated at several targets: per (task, run) the final success at each."""
+    targets = [c.removeprefix("eval_success_") for c in summary.columns
+               if c.startswith("eval_success_")]
+    rows = []
+    for (task, run), group in final_point(summary).groupby(["task", "run"], sort=True):
+        cells = {t: mean_and_iqm(group[f"eval_success_{t}"].to_numpy()) for t in targets
+                 if group[f"eval_success_{t}"].notna().all()}
+        if cells:
+            rows.append({"task": task, "run": run, "step": int(group["step"].iloc[0]),
+                         "seeds": len(group), "targets": cells})
+    return pd.DataFrame(rows, columns=["task", "run", "step", "seeds", "targets"])
+
+
+def target_markdown(table: pd.DataFrame) -> str:
+    lines = []
+    for task, rows in table.groupby("task", sort=True):
+        names = list(rows["targets"].iloc[0])
+        lines += [f"{task}:", "",
+                  "| run | steps | seeds | " + " | ".join(
+                      "success at (" + n.replace("m", "-").replace("_", ", ") + ")"
+                      for n in names) + " |",
+                  "|---|---:|---:|" + "---|" * len(names)]
+        for r in rows.itertuples():
+            lines.append(f"| {r.run} | {r.step:,} | {r.seeds} | " + " | ".join(
+                _ci(r.targets[n], "mean", 2) for n in names) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def improvements(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
     """Per figure and (ours run, baseline run): P(ours > baseline) over shared tasks."""
     final = final_point(summary)
@@ -49,7 +82,7 @@ def improvements(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
     for fig, spec in figures.items():
         pairs: dict[tuple[str, str], list[str]] = {}
         for panel in spec["panels"]:
-            runs = [(r["model"], run_label(r["model"], r["hi"], r["lo"]), r["lo"])
+            runs = [(r["model"], run_id(r["model"], r["hi"], r["lo"]), r["lo"])
                     for r in panel["runs"]]
             for model, label, lo in runs:
                 if PRESETS[model].label != CHALLENGER:
@@ -145,10 +178,14 @@ def table2_latex(table: pd.DataFrame, improvement: pd.DataFrame) -> str:
 def write_table2(summary: pd.DataFrame, figures: dict, md_path: str | Path,
                  tex_path: str | Path, html_path: str | Path | None = None) -> None:
     table = results(summary)
+    per_target = target_results(summary)
     improvement = improvements(summary, figures)
     md = ("# Table II\n\nModel comparison (from hflow's model registry):\n\n"
           + table2_markdown() + "\n\n## Results\n\n" + RESULTS_CAPTION + "\n\n"
-          + results_markdown(table) + "\n\n## Probability of improvement\n\n"
+          + results_markdown(table) + "\n\n"
+          + ("## Success at each evaluation target\n\n" + TARGETS_CAPTION + "\n\n"
+             + target_markdown(per_target) + "\n\n" if not per_target.empty else "")
+          + "## Probability of improvement\n\n"
           + IMPROVEMENT_CAPTION + "\n\n" + improvements_markdown(improvement) + "\n")
     write_text(md_path, md)
     write_text(tex_path, table2_latex(table, improvement))

@@ -20,7 +20,7 @@ def task_env(task_cfg, mode: str, eval_target=None) -> MazeEnv:
     """The env a run's `task` config section describes (train or eval mode); `eval_target`
     replaces its fixed target (evaluation at one of several targets)."""
     return MazeEnv(task_cfg.name, hi=task_cfg.hi, mode=mode, episode_steps=task_cfg.episode_steps,
-                   block_shrink=task_cfg.block_shrink,
+                   block_shrink=task_cfg.block_shrink, manual_collision=task_cfg.manual_collision,
                    eval_target=task_cfg.eval_target if eval_target is None else eval_target)
 
 

@@ -139,17 +139,46 @@ def check_platform_supports_ant() -> Check:
 
 
 def check_walls_stop_robot() -> Check:
+    """The ant pushed at twice its own ground force, and HIRO's point driven at full speed,
+    towards the wall at y = -S for 100 steps do not pass its face."""
     details, ok = [], True
-    for task in ("AntMazeSingle", "PointMazeSingle"):
-        env = MazeEnv(task)
-        env.reset(seed=0)
+    env = MazeEnv("AntMazeSingle")
+    env.reset(seed=0)
+    force = 2 * ant_push_force(env)
+    runs = [("AntMazeSingle", env, [p[1] for p in _push(env, "torso", (0, -force, 0), 100)])]
+    env = MazeEnv("PointMazeSingle")
+    env.reset(seed=0)
+    env.data.qpos[2] = -np.pi / 2  # heading -y
+    runs.append(("PointMazeSingle", env, [env.step(np.array([1.0, 0.0]))[0][1]
+                                          for _ in range(100)]))
+    for task, env, ys in runs:
         S = env.task.robot.maze_scale
-        force = 2 * ant_push_force(MazeEnv("AntMazeSingle")) * (S / 8)
-        path = _push(env, "torso", (0, -force, 0), steps=100)  # towards the wall at y = -S
-        y = float(min(p[1] for p in path))
+        # the point's body origin is its centre; its sphere (radius 0.5) meets the face first
+        y = float(min(ys))
         ok &= y > -S / 2
         details.append(f"{task}: lowest y {y:.2f} (wall face at {-S / 2:.1f})")
     return Check("walls stop the robot", ok, "; ".join(details))
+
+
+def check_point_is_hiros() -> Check:
+    """HIRO's point.py in free space: a step turns by action[1], then moves 0.2 * action[0]
+    along the new heading; the observation is qpos[:3] + qvel[:3] + 0.001 t."""
+    env = MazeEnv("PointMazeSingle")
+    env.reset(seed=0)
+    errors = []
+    for action in ([1.0, 0.0], [0.5, 0.25], [-1.0, -0.1], [1.0, 0.25]):
+        env.data.qvel[:] = 0  # at rest, the physics step adds nothing in free space
+        before = env.data.qpos[:3].copy()
+        obs = env.step(np.array(action))[0]
+        heading = before[2] + action[1]
+        want = np.append(before[:2] + 0.2 * action[0] * np.array([np.cos(heading),
+                                                                   np.sin(heading)]), heading)
+        errors.append(float(np.abs(obs[:3] - want).max()))
+    bounds = tuple(env.action_space.high.tolist())
+    ok = max(errors) < 1e-9 and env.observation_space.shape == (7,) and bounds == (1.0, 0.25)
+    return Check("point: HIRO's kinematic step, obs and bounds", ok,
+                 f"largest step error {max(errors):.2g}; obs "
+                 f"{env.observation_space.shape[0]} dims; action bounds {bounds}")
 
 
 def _inside_wall(env: MazeEnv, x: float, y: float, depth: float) -> bool:
@@ -164,11 +193,11 @@ def _inside_wall(env: MazeEnv, x: float, y: float, depth: float) -> bool:
 def check_robot_stays_inside(steps: int = 500) -> Check:
     bad = []
     for task in ("AntMazeSingle", "AntPushSingle", "AntFallSingle",
-                 "PointMazeSingle", "PointPushSingle", "PointFallSingle"):
+                 "PointMazeSingle", "BallPushSingle", "BallFallSingle"):
         env = MazeEnv(task)
         env.reset(seed=1)
         rng = np.random.default_rng(1)
-        high = env.task.robot.action_high
+        high = env.action_space.high
         for _ in range(steps):
             obs = env.step(rng.uniform(-high, high, size=env.action_space.shape))[0]
             if _inside_wall(env, obs[0], obs[1], depth=0.1):
@@ -180,7 +209,7 @@ def check_robot_stays_inside(steps: int = 500) -> Check:
 
 def check_determinism() -> Check:
     diffs = []
-    for task in ("AntPushMulti", "PointFallMulti"):
+    for task in ("AntPushMulti", "PointMazeMulti", "BallFallMulti"):
         runs = []
         for _ in range(2):
             env = MazeEnv(task)
@@ -229,7 +258,7 @@ def check_goal_spaces() -> Check:
 
 
 def _follow(env: MazeEnv, waypoints, steps_each: int = 60) -> np.ndarray:
-    """Drives the point through waypoints with a saturated P-controller; returns the last obs."""
+    """Drives the ball through waypoints with a saturated P-controller; returns the last obs."""
     obs = None
     for wx, wy in waypoints:
         for _ in range(steps_each):
@@ -238,12 +267,12 @@ def _follow(env: MazeEnv, waypoints, steps_each: int = 60) -> np.ndarray:
     return obs
 
 
-def check_point_tasks_solvable() -> Check:
-    """A scripted point solves Push (block aside) and Fall (block into the chasm, then across)."""
+def check_ball_tasks_solvable() -> Check:
+    """A scripted ball solves Push (block aside) and Fall (block into the chasm, then across)."""
     routes = {
-        "PointPushSingle": [(-4, 0), (-4, 4), (1.6, 4), (0, 4.5), (0, 9.5)],
+        "BallPushSingle": [(-4, 0), (-4, 4), (1.6, 4), (0, 4.5), (0, 9.5)],
         # stop short of the limit: pushed past it the block rests on the far edge
-        "PointFallSingle": [(4, 0), (4, 5.5), (4, 12), (0, 13.5)],
+        "BallFallSingle": [(4, 0), (4, 5.5), (4, 12), (0, 13.5)],
     }
     details, ok = [], True
     for task, route in routes.items():
@@ -254,7 +283,7 @@ def check_point_tasks_solvable() -> Check:
         ok &= info["is_success"]
         details.append(f"{task}: final distance {info['distance']:.2f} "
                        f"(success < {env.task.success_distance:g})")
-    return Check("point: scripted routes solve Push and Fall", ok, "; ".join(details))
+    return Check("ball: scripted routes solve Push and Fall", ok, "; ".join(details))
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
@@ -264,8 +293,9 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_fall_bridge_carries_ant,
     check_platform_supports_ant,
     check_walls_stop_robot,
+    check_point_is_hiros,
     check_robot_stays_inside,
-    check_point_tasks_solvable,
+    check_ball_tasks_solvable,
     check_determinism,
     check_goal_spaces,
 )

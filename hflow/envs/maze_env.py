@@ -14,7 +14,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from hflow.envs.maze import build_mjcf
+from hflow.envs.maze import WALL, Layout, build_mjcf
 from hflow.envs.tasks import GoalSpace, TaskError, TaskSpec, get_task, goal_space
 
 MODES = ("train", "eval")
@@ -25,7 +25,7 @@ class MazeEnv(gym.Env):
 
     def __init__(self, task: str | TaskSpec, hi: int | None = None, mode: str = "train",
                  episode_steps: int = 500, block_shrink: float = 0.99,
-                 eval_target: tuple[float, ...] | None = None):
+                 eval_target: tuple[float, ...] | None = None, manual_collision: bool = True):
         self.task = get_task(task) if isinstance(task, str) else task
         if mode not in MODES:
             raise TaskError(f"mode={mode!r} is not valid; allowed: {', '.join(MODES)}")
@@ -48,9 +48,14 @@ class MazeEnv(gym.Env):
         self._multi = self.task.variant == "multi" and mode == "train"
 
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float64)
-        high = np.full(self.model.nu, robot.action_high, dtype=np.float32)
+        high = np.array(robot.action_high, dtype=np.float32)
         self.action_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self.dt = self.model.opt.timestep * self.frame_skip
+        self._action_high = high.astype(np.float64)
+        self._kinematic = robot.drive == "kinematic"
+        # HIRO's maze_env.py `manual_collision`: a step whose end point lies in a wall cell is
+        # undone (x, y only). Contacts alone cannot stop a point teleported 0.2 per step.
+        self._walls = (_wall_boxes(self.task.layout, robot.maze_scale)
+                       if self._kinematic and manual_collision else None)
         self.target = self._fixed_target.copy()
         self.t = 0
 
@@ -81,14 +86,34 @@ class MazeEnv(gym.Env):
         return obs, self._info(obs)
 
     def step(self, action):
-        self.data.ctrl[:] = action
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        if self._kinematic:
+            before = self.data.qpos[:2].copy()
+            self._move_point(action)
+            mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+            if self._walls is not None and _in_box(self.data.qpos[:2], self._walls):
+                self.data.qpos[:2] = before
+                mujoco.mj_forward(self.model, self.data)
+        else:
+            self.data.ctrl[:] = action
+            mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self.t += 1
         obs = self._obs()
         info = self._info(obs)
         return obs, -info["distance"], False, self.t >= self.episode_steps, info
 
     # -- helpers ----------------------------------------------------------------------------
+    def _move_point(self, action) -> None:
+        """HIRO's point.py: turn by action[1], then move 0.2 * action[0] along the new heading
+        (x, y clipped to +-100) by setting the state; velocities are left as they are."""
+        forward, turn = np.clip(np.asarray(action, dtype=np.float64),
+                                -self._action_high, self._action_high)
+        qpos = self.data.qpos
+        qpos[2] += turn
+        step = 0.2 * forward
+        qpos[0] = np.clip(qpos[0] + np.cos(qpos[2]) * step, -100, 100)
+        qpos[1] = np.clip(qpos[1] + np.sin(qpos[2]) * step, -100, 100)
+        mujoco.mj_forward(self.model, self.data)  # what set_state does before the step
+
     def _obs(self) -> np.ndarray:
         obs = np.empty(self.task.obs_dim)
         nq, nv = self._nq, self._nv
@@ -108,3 +133,16 @@ class MazeEnv(gym.Env):
         if not blocks:
             raise TaskError(f"{self.task.name} has no movable block")
         return self.data.body(name or blocks[0].name).xpos.copy()
+
+
+def _wall_boxes(layout: Layout, scale: float) -> np.ndarray:
+    """[n, 4] (xmin, xmax, ymin, ymax) of the wall cells, faces included (HIRO's test)."""
+    boxes = [(x - scale / 2, x + scale / 2, y - scale / 2, y + scale / 2)
+             for x, y in (layout.center(i, j, scale) for i, j in layout.cells(WALL))]
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _in_box(xy: np.ndarray, boxes: np.ndarray) -> bool:
+    x, y = xy
+    return bool(np.any((boxes[:, 0] <= x) & (x <= boxes[:, 1])
+                       & (boxes[:, 2] <= y) & (y <= boxes[:, 3])))

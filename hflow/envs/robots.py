@@ -1,11 +1,15 @@
-"""The two robots of HIRO's maze tasks, written as MJCF builders.
+"""The robots of the maze tasks, written as MJCF builders.
 
 `ant` follows HIRO's `ant.xml` (efficient-hrl): RK4 at 0.02 s, 8 hinge motors with
-ctrlrange +-30 and gear 1, joint armature 1 and damping 1, density 5. `point` is the cheap
-proxy used by tests and learning checks: a 0.1 kg sphere on x/y/z slide joints with x/y force
-motors, so walls, blocks and chasms act on it through the same physics as on the ant (HIRO's
-point teleported through `set_state`, which cannot push a block). Its mass stays within 100x of
-the 0.001 kg Fall block: at 1 kg the soft contacts let it press the block 0.25 into the floor.
+ctrlrange +-30 and gear 1, joint armature 1 and damping 1, density 5.
+`point` is HIRO's point (`point.xml`, `point.py`): kinematic. Each step turns it by action[1]
+and moves it 0.2 * action[0] along its heading by setting qpos (x, y, orientation), then runs
+one physics step in which walls push it back; its two motors only declare the action bounds
+(+-1, +-0.25) and never act. It has no z joint, so it can neither push a block far nor fall:
+`ball` is hflow's own robot for Push and Fall at the point's scale, a 0.1 kg sphere on x/y/z
+slide joints driven by x/y force motors, so walls, blocks and chasms act on it through the
+same physics as on the ant. Its mass stays within 100x of the 0.001 kg Fall block: at 1 kg
+the soft contacts let it press the block 0.25 into the floor.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class Robot:
     nq: int  # the robot's qpos size: the low-level (subgoal) tuple is qpos[:lo]
     nv: int  # the robot's qvel size
     nu: int  # number of motors (the action size)
-    action_high: float
+    action_high: tuple[float, ...]  # per action element: actions lie in [-high, high]
     # Half-range of every element of the low-level tuple (HIRO's CONTEXT_RANGE for the ant).
     subgoal_half_range: tuple[float, ...]
     # qpos[2:nq] of the robot standing upright: the eval target of target dims beyond the
@@ -36,6 +40,8 @@ class Robot:
     geom_default: tuple[tuple[str, str], ...]
     frame_skip: int = 5
     timestep: float = 0.02
+    # "motors": the action is the motors' control; "kinematic": HIRO's point, moved by qpos.
+    drive: str = "motors"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -59,7 +65,8 @@ _ANT_MOTORS = ("hip_4", "ankle_4", "hip_1", "ankle_1", "hip_2", "ankle_2", "hip_
 _TUPLE_NAMES = {
     "ant": ("x", "y", "z", "qw", "qx", "qy", "qz",
             "hip_1", "ankle_1", "hip_2", "ankle_2", "hip_3", "ankle_3", "hip_4", "ankle_4"),
-    "point": ("x", "y", "z"),
+    "point": ("x", "y", "ori"),
+    "ball": ("x", "y", "z"),
 }
 
 
@@ -86,12 +93,29 @@ def _build_ant(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: fl
         ET.SubElement(shin, "geom", name=f"ankle_{leg}_geom", type="capsule", size="0.08",
                       fromto=fmt(0, 0, 0, 0.4 * dx, 0.4 * dy, 0))
     actuator = root.find("actuator")
-    for joint in _ANT_MOTORS:
+    for joint, high in zip(_ANT_MOTORS, robot.action_high, strict=True):
         ET.SubElement(actuator, "motor", joint=joint, gear="1", ctrllimited="true",
-                      ctrlrange=fmt(-robot.action_high, robot.action_high))
+                      ctrlrange=fmt(-high, high))
 
 
 def _build_point(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: float) -> None:
+    # HIRO's point.xml: the body sits on the ground, its sphere and heading arrow 0.5 above.
+    ET.SubElement(root.find("default"), "joint", limited="false", armature="0", damping="0")
+    torso = ET.SubElement(worldbody, "body", name="torso", pos=fmt(0, 0, base_z))
+    ET.SubElement(torso, "geom", name="torso_geom", type="sphere", size="0.5", pos="0 0 0.5")
+    ET.SubElement(torso, "geom", name="arrow_geom", type="box", size="0.5 0.1 0.1",
+                  pos="0.6 0 0.5")
+    ET.SubElement(torso, "joint", name="ballx", type="slide", axis="1 0 0", pos="0 0 0")
+    ET.SubElement(torso, "joint", name="bally", type="slide", axis="0 1 0", pos="0 0 0")
+    ET.SubElement(torso, "joint", name="rot", type="hinge", axis="0 0 1", pos="0 0 0")
+    # HIRO's "dummy actuators for providing ranges": ctrl stays 0, the step sets qpos.
+    actuator = root.find("actuator")
+    for joint, high in zip(("ballx", "rot"), robot.action_high, strict=True):
+        ET.SubElement(actuator, "motor", joint=joint, ctrllimited="true",
+                      ctrlrange=fmt(-high, high))
+
+
+def _build_ball(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: float) -> None:
     z0 = base_z + robot.start_height
     torso = ET.SubElement(worldbody, "body", name="torso", pos=fmt(0, 0, z0))
     # condim 1 with priority (so it wins over the floor's condim 3): frictionless contacts,
@@ -105,12 +129,12 @@ def _build_point(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: 
     ET.SubElement(torso, "joint", name="slide_z", type="slide", axis="0 0 1", ref=fmt(z0),
                   limited="false", damping="0", armature="0")
     actuator = root.find("actuator")
-    for axis in ("x", "y"):
+    for axis, high in zip(("x", "y"), robot.action_high, strict=True):
         ET.SubElement(actuator, "motor", joint=f"slide_{axis}", gear="0.5", ctrllimited="true",
-                      ctrlrange=fmt(-robot.action_high, robot.action_high))
+                      ctrlrange=fmt(-high, high))
 
 
-_BUILDERS = {"ant": _build_ant, "point": _build_point}
+_BUILDERS = {"ant": _build_ant, "point": _build_point, "ball": _build_ball}
 
 ROBOTS: dict[str, Robot] = {
     "ant": Robot(
@@ -119,7 +143,7 @@ ROBOTS: dict[str, Robot] = {
         nq=15,
         nv=14,
         nu=8,
-        action_high=30.0,
+        action_high=(30.0,) * 8,
         subgoal_half_range=(10, 10, 0.5, 1, 1, 1, 1, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3),
         # z measured at rest by `hflow envs check` (upright pose: unit quaternion, joints 0).
         upright=(0.62, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
@@ -128,13 +152,29 @@ ROBOTS: dict[str, Robot] = {
                       ("friction", "1 0.5 0.5"), ("solref", ".02 1"), ("solimp", ".8 .8 .01"),
                       ("density", "5.0")),
     ),
+    # HIRO's point_maze.gin: subgoal range +-10 in every element (x, y and orientation).
     "point": Robot(
         name="point",
         maze_scale=4.0,
         nq=3,
         nv=3,
         nu=2,
-        action_high=1.0,
+        action_high=(1.0, 0.25),
+        subgoal_half_range=(10, 10, 10),
+        upright=(0.0,),  # heading along +x
+        start_height=0.0,
+        geom_default=(("condim", "3"), ("conaffinity", "0"), ("margin", "0"),
+                      ("friction", "1 0.5 0.5"), ("density", "100")),
+        frame_skip=1,
+        drive="kinematic",
+    ),
+    "ball": Robot(
+        name="ball",
+        maze_scale=4.0,
+        nq=3,
+        nv=3,
+        nu=2,
+        action_high=(1.0, 1.0),
         subgoal_half_range=(5, 5, 0.5),
         upright=(0.5,),
         start_height=0.5,

@@ -94,10 +94,16 @@ def _task_name(robot: str, layout: str, variant: str) -> str:
     return f"{robot.capitalize()}{layout.capitalize()}{variant.capitalize()}"
 
 
+# HIRO's kinematic point cannot push or drop a block: Push and Fall at its scale use the ball.
+ROBOT_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "ant": ("maze", "push", "fall"),
+    "point": ("maze",),
+    "ball": ("push", "fall"),
+}
 TASKS: dict[str, TaskSpec] = {
     _task_name(r, m, v): TaskSpec(_task_name(r, m, v), ROBOTS[r], MAZES[m], v)
-    for r in ("ant", "point")
-    for m in MAZES
+    for r, layouts in ROBOT_LAYOUTS.items()
+    for m in layouts
     for v in VARIANTS
 }
 
@@ -106,6 +112,11 @@ def get_task(name: str) -> TaskSpec:
     """Accepts 'AntPushSingle' or a gymnasium id 'hflow/AntPushSingle-v0'."""
     key = name.removeprefix("hflow/").removesuffix("-v0")
     if key not in TASKS:
+        for layout in ("Push", "Fall"):
+            if key.startswith(f"Point{layout}"):
+                raise TaskError(f"unknown task {name!r}: HIRO's point is kinematic and cannot "
+                                f"move blocks; the force-driven ball does Push and Fall at the "
+                                f"point's scale: {key.replace('Point', 'Ball', 1)}")
         close = difflib.get_close_matches(key, TASKS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise TaskError(f"unknown task {name!r}{hint}; valid tasks: {', '.join(TASKS)}")
@@ -177,7 +188,7 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
             low.append(own_low[k])
             high.append(own_high[k])
         else:
-            upright = robot.upright[k - 2] + (spec.ground_z if k == 2 else 0.0)
+            upright = robot.upright[k - 2] + (spec.ground_z if robot.names[k] == "z" else 0.0)
             half = robot.subgoal_half_range[k]
             extra.append(float(upright))
             low.append(float(upright - half))

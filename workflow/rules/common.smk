@@ -15,7 +15,7 @@ ENV = "../envs/hflow.yaml"
 
 
 wildcard_constraints:
-    task="(Ant|Point)(Maze|Push|Fall)(Single|Multi)",
+    task="(Ant|Point|Ball)(Maze|Push|Fall)(Single|Multi)",
     model="[a-z][a-z0-9_]*",
     hi="[0-9]+",
     lo="[0-9]+",
