@@ -97,9 +97,11 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_rollout(args) -> int:
-    from hflow.rollout import draw_rollouts
+    from hflow.rollout import draw_rollouts, stats_text
 
-    print(draw_rollouts(args.seed_dir, args.output, args.episodes))
+    path, stats = draw_rollouts(args.seed_dir, args.output, args.episodes)
+    print(stats_text(stats))
+    print(path)
     return 0
 
 

@@ -4,13 +4,16 @@
 episodes at each of the task's eval targets (as the evaluation does), and draws for each the
 robot's path, the subgoals the high level set (absolute positions s + g at each segment's
 start, joined to where they were set), the start and the target. Works for every task
-(Ant and Point).
+(Ant, Point, Ball). It also prints, per target, what the two levels did (`subgoal_stats`):
+how far the subgoals reach, how often they sit at the subgoal bound, and how close the low
+level got to each subgoal by the end of its segment.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hflow import HflowError
@@ -50,11 +53,47 @@ def rollouts(seed_dir: str | Path, episodes: int = 3):
                  for n in range(envs.shape[1])]
 
 
+def subgoal_stats(cfg, runs) -> list[dict]:
+    """Per eval target: success, final distance, the subgoals' x-y reach |g_xy|, the share of
+    subgoals with x or y at the bound, and the low level's miss: the x-y distance between a
+    subgoal's position and where the robot was c steps later (0: it got there)."""
+    c = cfg.hierarchy.c
+    bound = np.array(agent_goals(cfg).subgoal_half_range[:2])
+    success_distance = get_task(cfg.task.name).success_distance
+    rows = []
+    for target in dict.fromkeys(r["target"] for r in runs):
+        mine = [r for r in runs if r["target"] == target]
+        offsets = np.array([goal - start for r in mine for start, goal in r["subgoals"]])
+        misses = [float(np.linalg.norm(r["path"][(k + 1) * c] - goal))
+                  for r in mine for k, (_, goal) in enumerate(r["subgoals"])
+                  if (k + 1) * c < len(r["path"])]
+        rows.append({
+            "target": target, "episodes": len(mine),
+            "success": float(np.mean([r["distance"] < success_distance for r in mine])),
+            "distance": float(np.mean([r["distance"] for r in mine])),
+            "subgoal_reach": float(np.linalg.norm(offsets, axis=1).mean()),
+            "at_bound": float((np.abs(offsets) >= 0.99 * bound).any(axis=1).mean()),
+            "low_miss": float(np.mean(misses))})
+    return rows
+
+
+def stats_text(rows: list[dict]) -> str:
+    lines = [f"{'target':<12} {'episodes':>8} {'success':>8} {'distance':>9} "
+             f"{'|g_xy|':>7} {'at bound':>9} {'low miss':>9}"]
+    for r in rows:
+        target = "(" + ", ".join(f"{v:g}" for v in r["target"][:2]) + ")"
+        lines.append(f"{target:<12} {r['episodes']:>8} {r['success']:>8.2f} "
+                     f"{r['distance']:>9.2f} {r['subgoal_reach']:>7.2f} "
+                     f"{r['at_bound']:>9.2f} {r['low_miss']:>9.2f}")
+    return "\n".join(lines)
+
+
 def agent_goals(cfg):
     return goal_space(get_task(cfg.task.name), cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
 
 
-def draw_rollouts(seed_dir: str | Path, out: str | Path, episodes: int = 3) -> Path:
+def draw_rollouts(seed_dir: str | Path, out: str | Path, episodes: int = 3):
+    """Draws the rollouts to `out`; returns (out, subgoal_stats rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,4 +123,4 @@ def draw_rollouts(seed_dir: str | Path, out: str | Path, episodes: int = 3) -> P
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
     plt.close(fig)
-    return Path(out)
+    return Path(out), subgoal_stats(cfg, runs)

@@ -118,3 +118,47 @@ def test_tables_and_cli(runs, tmp_path, capsys):
     assert main(["figures", "--summary", str(tmp_path / "none.parquet"), "--spec", "{}",
                  "-o", str(tmp_path / "x.pdf")]) == 2
     assert "run `hflow aggregate` first" in capsys.readouterr().err
+
+
+def _fake_maze_run(root, model, seed, success_8_0, success_0_8):
+    """A PointMazeMulti run with HIRO's per-target columns (the headline is (0, 8))."""
+    d = root / "PointMazeMulti" / f"{model}_2_3" / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({
+        "config": {"model": model, "task": {"name": "PointMazeMulti"}}, "seed": seed,
+        "goal_space": {"hi": 2, "lo": 3}}))
+    extra = tuple(f"{m}_{t}" for t in ("8_0", "8_8", "0_8")
+                  for m in ("eval_reward", "eval_success", "eval_distance"))
+    csv = MetricsCSV(d / "metrics.csv", extra_columns=extra)
+    for i, (a, b) in enumerate(zip(success_8_0, success_0_8)):
+        row = {"step": 1000 * i, "eval_reward": -100.0 * (1 - b), "eval_success": b}
+        for name, value in (("8_0", a), ("8_8", 0.0), ("0_8", b)):
+            row |= {f"eval_reward_{name}": -100.0 * (1 - value),
+                    f"eval_success_{name}": value, f"eval_distance_{name}": 5 * (1 - value)}
+        csv.append(row)
+    return d / "metrics.csv"
+
+
+def test_panels_draw_one_target_and_tables_report_each(tmp_path):
+    files = [_fake_maze_run(tmp_path, model, seed, [0.0, 1.0], [0.0, 0.2 * (model == "ours")])
+             for model in ("ours", "ours_alg2") for seed in (0, 1)]
+    frame = aggregate(files)
+    # ours and ours_alg2 share the paper's label but stay two runs
+    assert set(frame["run"]) == {"ours_2_3", "ours_alg2_2_3"}
+    assert set(frame["label"]) == {"ours_2_3"}
+    runs = [{"model": "ours", "hi": 2, "lo": 3}, {"model": "ours_alg2", "hi": 2, "lo": 3}]
+    spec = {"panels": [{"task": "PointMazeMulti", "target": "8_0", "runs": runs},
+                       {"task": "PointMazeMulti", "runs": runs}]}
+    plot_figure(frame, spec, tmp_path / "f.pdf")
+    assert curves(frame, "eval_success_8_0")["mean"].max() == 1.0
+    spec["panels"][0]["target"] = "4_4"
+    with pytest.raises(HflowError, match="target='4_4' has no column eval_success_4_4; "
+                                         "targets in the summary: 0_8, 8_0, 8_8"):
+        plot_figure(frame, spec, tmp_path / "g.pdf")
+    write_table2(frame, {"point": {"panels": spec["panels"][1:]}}, tmp_path / "t.md",
+                 tmp_path / "t.tex")
+    md = (tmp_path / "t.md").read_text()
+    assert "## Success at each evaluation target" in md
+    assert "| run | steps | seeds | success at (8, 0) | success at (8, 8) | success at (0, 8) |" in md
+    assert "| ours_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.20 [0.20, 0.20] |" in md
+    assert "| ours_alg2_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00" in md

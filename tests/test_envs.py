@@ -92,6 +92,48 @@ def test_point_goal_range_is_its_own():
         goal_space("PointMazeSingle", 4, 3)
 
 
+def test_point_maze_is_hiros():
+    """point_maze.gin: subgoal range +-10 on (x, y, orientation), training targets in
+    ((-2, -2), (10, 10)), evaluation at (8, 0), (8, 8), (0, 8) with (0, 8) the headline."""
+    g = goal_space("PointMazeMulti")
+    assert g.subgoal_names == ("x", "y", "ori") and g.subgoal_half_range == (10, 10, 10)
+    assert (g.target_low, g.target_high) == ((-2, -2), (10, 10))
+    assert g.eval_targets == ((8, 0), (8, 8), (0, 8)) and g.eval_target == (0, 8)
+    env = MazeEnv("PointMazeMulti")
+    assert env.model.opt.timestep == 0.02 and env.frame_skip == 1
+    assert [env.model.actuator_gear[i, 0] for i in range(env.model.nu)] == [1, 1]
+    obs, _ = env.reset(seed=3)
+    ctrl_before = env.data.ctrl.copy()
+    env.step(np.array([1.0, 0.25]))
+    assert (env.data.ctrl == ctrl_before).all()  # the motors only declare the bounds
+
+
+def test_point_step_is_clipped_to_its_bounds():
+    env = MazeEnv("PointMazeSingle")
+    env.reset(seed=0)
+    heading = env.data.qpos[2]
+    env.step(np.array([0.0, 3.0]))  # a turn beyond 0.25 turns by 0.25
+    assert env.data.qpos[2] == pytest.approx(heading + 0.25, abs=0.02 * 0.5)
+
+
+@pytest.mark.parametrize("manual,passes", [(True, False), (False, True)])
+def test_point_walls_need_manual_collision(manual, passes):
+    """HIRO's manual_collision undoes a step into a wall; with contacts only, the point's
+    0.2-per-step teleport goes through the wall (the reason the option is on by default)."""
+    env = MazeEnv("PointMazeSingle", manual_collision=manual)
+    env.reset(seed=0)
+    env.data.qpos[2] = -np.pi / 2  # heading -y, towards the wall at y = -4
+    lowest = min(env.step(np.array([1.0, 0.0]))[0][1] for _ in range(100))
+    assert (lowest < -6) == passes, lowest
+
+
+def test_point_cannot_do_push_or_fall():
+    with pytest.raises(TaskError, match="kinematic.*BallPushSingle"):
+        MazeEnv("PointPushSingle")
+    with pytest.raises(TaskError, match="BallFallMulti"):
+        goal_space("PointFallMulti")
+
+
 @pytest.mark.parametrize("grid,message", [
     ([[1, 1, 1], [1, "q", 1], [1, 1, 1]], r"cell \(row 1, col 1\) is 'q'"),
     ([[1, 1, 1], [1, 0, 1], [1, 1, 1]], "exactly one robot cell"),

@@ -215,6 +215,46 @@ def test_figures_regenerate_from_dvc_cache_without_training(smoke_repo, tmp_path
         assert any(n.endswith(name) for n in names), name
 
 
+POINT = ["--configfile", "config/point.yaml"]
+
+
+@pytest.mark.slow
+def test_point_suite_redraws_from_git_without_training(tmp_path):
+    """The learning suite's metrics and records are in git: its figure and table rebuild on a
+    fresh checkout with no training job and no DVC remote."""
+    repo = _copy_repo(tmp_path / "repo")
+    records = list((repo / "results" / "point" / "runs").rglob("config.json"))
+    assert len(records) == 25 and not list(repo.rglob("policy.pt"))  # 5 models x 5 seeds
+    run = sh(["snakemake", "--cores", "1", "all", *POINT], repo)
+    counts = job_counts(run.stdout + run.stderr)
+    assert counts == {"aggregate": 2, "figure": 1, "table2": 1, "all": 1}, counts
+    figures = repo / "figures" / "point"
+    assert len(PdfReader(figures / "point.pdf").pages) == 2
+    table = (figures / "table2.md").read_text()
+    assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
+    for run_id in ("hiro_2_3", "lsp_2_3", "ma_2_3", "ours_2_3", "ours_alg2_2_3"):
+        assert f"| PointMazeMulti | {run_id} |" in table
+
+
+@pytest.mark.slow
+def test_point_suite_config_runs_tiny(tmp_path):
+    """config/point.yaml as it is, shrunk to tiny networks and a few hundred steps."""
+    config = yaml.safe_load((ROOT / "config" / "point.yaml").read_text())
+    smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config.update(out=str(tmp_path / "out"), figures_dir=str(tmp_path / "figures"),
+                  steps=400, eval_every=200, eval_episodes=2, group_size=5)
+    config["set"] = config["set"] + [s for s in smoke["set"] if s not in config["set"]]
+    config["flow_set"] = smoke["flow_set"]
+    (tmp_path / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
+             ROOT)
+    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 5
+    table = (tmp_path / "figures" / "table2.md").read_text()
+    assert "| PointMazeMulti | ours_alg2_2_3 | `ours_alg2` | 400 | 5 |" in table
+    record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
+    assert record["config"]["lo"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_slurm_profile_runs_the_smoke_pipeline(tmp_path):

@@ -203,12 +203,12 @@ def test_print_config_resolves_preset_and_overrides(capsys):
     assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
 
 
-def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path):
+def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path, capsys):
     """`hflow rollout` runs the saved policy as the evaluation did: same starts, same final
     distances; and draws them."""
     from hflow.rollout import rollouts
 
-    _, runs = rollouts(uninterrupted / "seed1", episodes=2)  # tiny runs evaluate 2 episodes
+    cfg, runs = rollouts(uninterrupted / "seed1", episodes=2)  # tiny runs evaluate 2 episodes
     last = read_metrics(uninterrupted / "seed1" / "metrics.csv")[-1]
     for name, target in (("8_0", (8.0, 0.0)), ("8_8", (8.0, 8.0)), ("0_8", (0.0, 8.0))):
         mine = [r for r in runs if r["target"] == target]
@@ -218,8 +218,22 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
         for r in mine:
             assert r["path"].shape == (101, 2) and len(r["subgoals"]) == 10
             assert np.abs(r["path"][0]).max() < 0.2  # starts at the origin (+- reset noise)
+    from hflow.rollout import subgoal_stats
+
+    c = cfg.hierarchy.c
+    for row, name in zip(subgoal_stats(cfg, runs), ("8_0", "8_8", "0_8")):
+        assert row["episodes"] == 2 and row["success"] == last[f"eval_success_{name}"]
+        mine = [r for r in runs if r["target"] == row["target"]]
+        # by hand: a subgoal's position vs where the robot was c steps after it was set
+        misses = [np.linalg.norm(r["path"][(k + 1) * c] - goal) for r in mine
+                  for k, (_, goal) in enumerate(r["subgoals"]) if (k + 1) * c <= 100]
+        reach = [np.linalg.norm(goal - start) for r in mine for start, goal in r["subgoals"]]
+        assert row["low_miss"] == pytest.approx(np.mean(misses))
+        assert row["subgoal_reach"] == pytest.approx(np.mean(reach))
+        assert 0 <= row["at_bound"] <= 1
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "low miss" in capsys.readouterr().out
     assert main(["rollout", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
 
 

@@ -2,7 +2,9 @@
 # in one process, each with its own outputs. One rule per seed group, because a rule's outputs
 # must be spelled out and they name the group's seeds. Resume checkpoints live under
 # {out}/state, which is not an output: Snakemake never deletes it, so a retried or requeued
-# job continues where it stopped. The job's options (hflow.grid.job_options, validated at
+# job continues where it stopped. Each seed's policy.pt is written beside its metrics but is not
+# an output: nothing downstream reads it, and a clone that holds only the metrics and records
+# (the learning suite's results in git) must redraw without training. The job's options (hflow.grid.job_options, validated at
 # parse time) reach it as a YAML file, never as shell text.
 
 for _seeds in SEED_GROUPS:
@@ -14,7 +16,6 @@ for _seeds in SEED_GROUPS:
         output:
             metrics=expand(f"{RUN}/seed{{seed}}/metrics.csv", seed=_seeds, allow_missing=True),
             records=expand(f"{RUN}/seed{{seed}}/config.json", seed=_seeds, allow_missing=True),
-            policies=expand(f"{RUN}/seed{{seed}}/policy.pt", seed=_seeds, allow_missing=True),
         params:
             options=lambda wc, _seeds=_seeds: job_options(
                 config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
