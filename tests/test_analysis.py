@@ -159,6 +159,8 @@ def test_panels_draw_one_target_and_tables_report_each(tmp_path):
                  tmp_path / "t.tex")
     md = (tmp_path / "t.md").read_text()
     assert "## Success at each evaluation target" in md
-    assert "| run | steps | seeds | success at (8, 0) | success at (8, 8) | success at (0, 8) |" in md
-    assert "| ours_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.20 [0.20, 0.20] |" in md
+    assert ("| run | steps | seeds | success at (8, 0) | success at (8, 8) | "
+            "success at (0, 8) |") in md
+    assert ("| ours_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | "
+            "0.20 [0.20, 0.20] |") in md
     assert "| ours_alg2_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00" in md
