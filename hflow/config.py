@@ -154,7 +154,9 @@ class LevelConfig:
 @dataclass
 class LowLevelConfig(LevelConfig):
     policy: str = _choice("mlp", "mlp", "flow", doc="MLP actor (HIRO) or conditional flow")
-    zero_xy: bool = field(default=True, metadata={"doc": "low level does not see x, y (HIRO)"})
+    zero_xy: bool | None = field(default=None, metadata={
+        "doc": "low level does not see x, y; None: HIRO's setting for the robot's subgoal config "
+               "(ant: true, hiro_orig.gin; point: false, hiro_xy.gin)"})
 
 
 @dataclass

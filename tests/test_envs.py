@@ -93,10 +93,12 @@ def test_point_goal_range_is_its_own():
 
 
 def test_point_maze_is_hiros():
-    """point_maze.gin: subgoal range +-10 on (x, y, orientation), training targets in
-    ((-2, -2), (10, 10)), evaluation at (8, 0), (8, 8), (0, 8) with (0, 8) the headline."""
+    """point_maze.gin: subgoal range +-10, training targets in ((-2, -2), (10, 10)),
+    evaluation at (8, 0), (8, 8), (0, 8) with (0, 8) the headline; subgoal x, y by default
+    (hiro_xy.gin), the orientation too with lo = 3."""
     g = goal_space("PointMazeMulti")
-    assert g.subgoal_names == ("x", "y", "ori") and g.subgoal_half_range == (10, 10, 10)
+    assert g.subgoal_names == ("x", "y") and g.subgoal_half_range == (10, 10)
+    assert goal_space("PointMazeMulti", lo=3).subgoal_names == ("x", "y", "ori")
     assert (g.target_low, g.target_high) == ((-2, -2), (10, 10))
     assert g.eval_targets == ((8, 0), (8, 8), (0, 8)) and g.eval_target == (0, 8)
     env = MazeEnv("PointMazeMulti")

@@ -7,8 +7,10 @@ import pytest
 import torch
 from helpers import tiny
 
+from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.td3 import TD3
 from hflow.config import resolve
+from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import metric_names
 from hflow.metrics import read_metrics
 from hflow.nets import TwinCritic
@@ -162,3 +164,17 @@ class FixedNoise:
 
     def uniform(self, *shape):
         return torch.full((2, *shape), 0.5)
+
+
+@pytest.mark.parametrize("task,setting,masked", [
+    ("AntMazeMulti", None, True), ("PointMazeMulti", None, False),
+    ("PointMazeMulti", True, True), ("AntMazeMulti", False, False)])
+def test_low_level_sees_xy_as_hiros_subgoal_config_says(task, setting, masked):
+    """ZERO_OBS: true in hiro_orig.gin (the ant's 15-dim subgoal), false in hiro_xy.gin (the
+    point's x, y); lo.zero_xy overrides either."""
+    sets = [] if setting is None else [f"lo.zero_xy={str(setting).lower()}"]
+    cfg = resolve("hiro", options={"task.name": task}, sets=sets)
+    spec = get_task(task)
+    agent = HierarchicalAgent(cfg, spec, goal_space(spec), [0])
+    assert agent.lo_state_mask[:2].tolist() == ([0.0, 0.0] if masked else [1.0, 1.0])
+    assert agent.lo_state_mask[2:].eq(1).all()

@@ -40,8 +40,7 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
     agent.lo.actor = KnownLowLevel()
     c, batch = cfg.hierarchy.c, 16
     rng = np.random.default_rng(0)
-    true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 3)), dtype=torch.float32)
-    true_goal[..., 2] = 0  # z never changes for the point
+    true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 2)), dtype=torch.float32)
     states = torch.zeros(2, batch, c + 1, 7)
     states[..., :3] = torch.tensor(rng.uniform(-3, 3, (2, batch, 1, 3)), dtype=torch.float32)
     actions = torch.zeros(2, batch, c, 2)
@@ -52,9 +51,11 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
         states[:, :, i + 1] = states[:, :, i]
         states[:, :, i + 1, :2] += 0.2 * actions[:, :, i]
         goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
-    stale = true_goal + torch.tensor([3.0, -3.0, 0.0])  # what an older high level asked for
+    stale = true_goal + torch.tensor([3.0, -3.0])  # what an older high level asked for
     batch_ = {"states": states, "actions": actions, "goal": stale}
-    relabelled = HiroCorrection(8, 0.5)(agent, batch_, MemberRNG([0, 1], "correction"))
+    # sigma 0.25 x the point's half-range 10: candidates spread +-2.5, as on the goal scale
+    # of the stale offset
+    relabelled = HiroCorrection(8, 0.25)(agent, batch_, MemberRNG([0, 1], "correction"))
     err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
     err_old = (stale - true_goal)[..., :2].norm(dim=-1)
     assert (err_new < err_old).all()
@@ -95,7 +96,7 @@ def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
     assert list(rows[0]) == [*METRIC_COLUMNS, *per_target]  # PointMaze: HIRO's three targets
     record = json.loads((uninterrupted / "seed1" / "config.json").read_text())
     assert record["seed"] == 1 and record["config"]["model"] == "hiro"
-    assert record["goal_space"]["subgoal_names"] == ["x", "y", "ori"]  # HIRO's point
+    assert record["goal_space"]["subgoal_names"] == ["x", "y"]  # HIRO's hiro_xy for the point
     assert {"torch", "mujoco", "gymnasium", "git_commit"} <= set(record["versions"])
     assert (uninterrupted / "seed1" / "policy.pt").stat().st_size > 0
 

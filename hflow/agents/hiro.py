@@ -72,7 +72,8 @@ class HierarchicalAgent(nn.Module):
                                            cfg.td3.critic_action_input), cfg.td3)
         self.correction = build_correction(cfg.hierarchy.correction, cfg)
         xy_mask = torch.ones(self.obs_dim)
-        if cfg.lo.zero_xy:
+        zero_xy = task.robot.zero_xy if cfg.lo.zero_xy is None else cfg.lo.zero_xy
+        if zero_xy:
             xy_mask[:2] = 0
         self.register_buffer("lo_state_mask", xy_mask)
 

@@ -42,6 +42,14 @@ class Robot:
     timestep: float = 0.02
     # "motors": the action is the motors' control; "kinematic": HIRO's point, moved by qpos.
     drive: str = "motors"
+    # The default subgoal size (task.lo): the ant's whole qpos (HIRO's hiro_orig.gin), the
+    # point's x, y (hiro_xy.gin: the only HIRO subgoal config that fits its 7-dim observation).
+    default_lo: int | None = None
+    zero_xy: bool = True  # the low level's x, y zeroed (ZERO_OBS of that same HIRO config)
+
+    @property
+    def lo(self) -> int:
+        return self.nq if self.default_lo is None else self.default_lo
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -167,6 +175,8 @@ ROBOTS: dict[str, Robot] = {
                       ("friction", "1 0.5 0.5"), ("density", "100")),
         frame_skip=1,
         drive="kinematic",
+        default_lo=2,
+        zero_xy=False,
     ),
     "ball": Robot(
         name="ball",

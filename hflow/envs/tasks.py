@@ -163,7 +163,8 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     half-range for multi tasks. hi below the task's own size drops trailing dims (Fall with
     hi = 2 targets (x, y) only).
     lo: the subgoal size, the first `lo` elements of the low-level tuple.
-    Defaults: the task's own target size and the robot's full tuple (HIRO's "optimal").
+    Defaults: the task's own target size and the robot's default subgoal size (the ant's full
+    tuple, HIRO's "optimal"; the point's x, y, HIRO's hiro_xy).
     eval_target: replaces the task's eval targets by this one (hi values); single tasks also
     train on it. Without it, tasks with several eval targets (Maze: HIRO's three along the U)
     evaluate at each, and `eval_target` is the headline one.
@@ -171,7 +172,7 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
     spec = get_task(task) if isinstance(task, str) else task
     robot = spec.robot
     hi = spec.native_hi if hi is None else hi
-    lo = robot.nq if lo is None else lo
+    lo = robot.lo if lo is None else lo
     low, high = dims_range(spec)
     for key, value in (("hi", hi), ("lo", lo)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
