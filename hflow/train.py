@@ -29,7 +29,8 @@ from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
 from hflow.io import atomic_path, remove_stale_temp_files, write_json
-from hflow.metrics import LossLog, MetricsCSV, NonFiniteLossError, TensorBoardLog
+from hflow.losses import LossLog, TensorBoardLog
+from hflow.metrics import MetricsCSV, NonFiniteLossError
 from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
 from hflow.runlock import RunLock

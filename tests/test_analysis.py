@@ -164,3 +164,22 @@ def test_panels_draw_one_target_and_tables_report_each(tmp_path):
     assert ("| ours_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | "
             "0.20 [0.20, 0.20] |") in md
     assert "| ours_alg2_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00" in md
+
+
+def test_analysis_reads_metrics_without_torch(runs, tmp_path):
+    """Aggregation, statistics, figures and tables import neither torch nor MuJoCo."""
+    import os
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "blocked"
+    for name in ("torch", "mujoco"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
+    code = ("import sys; from hflow.analysis.aggregate import aggregate; "
+            "import hflow.analysis.figures, hflow.analysis.tables; "
+            "print(len(aggregate(sys.argv[1:])))")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, runs)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(blocked)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "15"

@@ -16,8 +16,6 @@ from hflow.agents.registry import get_preset
 from hflow.io import atomic_path
 from hflow.metrics import METRIC_COLUMNS, read_metrics
 
-ID_COLUMNS = ("task", "model", "label", "hi", "lo", "run", "seed")
-
 
 def run_label(model: str, hi: int, lo: int) -> str:
     """The paper's legend label `{model}_{hi}_{lo}`, with the preset's display label."""
