@@ -42,7 +42,7 @@ def test_dry_run_plans_the_papers_grid():
     runs = unique_runs(ROOT / "config" / "config.yaml")
     assert len(runs) == 38  # Fig. 3: 16, Fig. 4: 24 (4 shared with Fig. 3), Fig. 5: 2
     out = sh(["snakemake", "-n", "all"], ROOT).stdout
-    assert job_counts(out) == {"train_seeds_0_1_2_2_4": 38, "aggregate": 4, "figure": 3,
+    assert job_counts(out) == {"train_seeds_0_1_2_3_4": 38, "aggregate": 4, "figure": 3,
                                "table2": 1, "all": 1}
 
 
@@ -50,7 +50,7 @@ def test_dry_run_plans_the_papers_grid():
                                          ("figures/fig5.pdf", 2), ("figures/table2.md", 38)])
 def test_one_figure_trains_only_its_own_runs(target, jobs):
     counts = job_counts(sh(["snakemake", "-n", target], ROOT).stdout)
-    assert counts["train_seeds_0_1_2_2_4"] == jobs and counts["aggregate"] == 1
+    assert counts["train_seeds_0_1_2_3_4"] == jobs and counts["aggregate"] == 1
 
 
 def _smoke_config(tmp_path, change) -> Path:
@@ -104,7 +104,7 @@ def test_parsing_the_workflow_imports_neither_torch_nor_mujoco(tmp_path):
         (blocked / name / "__init__.py").write_text(f"raise ImportError('{name} blocked')\n")
     env = {**os.environ, "PYTHONPATH": str(blocked)}
     out = sh(["snakemake", "-n", "figures/fig5.pdf"], ROOT, env=env)
-    assert job_counts(out.stdout)["train_seeds_0_1_2_2_4"] == 2
+    assert job_counts(out.stdout)["train_seeds_0_1_2_3_4"] == 2
     path = _smoke_config(tmp_path, lambda c: c["figures"]["fig5"]["panels"][0]["runs"][0]
                          .update(hi=9))
     bad = sh(["snakemake", "-n", "--configfile", str(path)], ROOT, env=env, check=False)
@@ -121,7 +121,7 @@ def test_plan_prints_the_cost_per_figure():
 def test_group_size_splits_seeds_into_jobs():
     out = sh(["snakemake", "-n", "runs", "--config", "group_size=2"], ROOT).stdout
     counts = job_counts(out)
-    assert counts["train_seeds_0_1"] == counts["train_seeds_2_2"] == counts["train_seeds_4"] == 38
+    assert counts["train_seeds_0_1"] == counts["train_seeds_2_3"] == counts["train_seeds_4"] == 38
 
 
 def test_lint_reports_nothing():
@@ -248,7 +248,7 @@ def test_point_suite_config_runs_tiny(tmp_path):
     (tmp_path / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
              ROOT)
-    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_2_4"] == 5
+    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 5
     table = (tmp_path / "figures" / "table2.md").read_text()
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
