@@ -100,8 +100,9 @@ def check_grid(config: dict) -> None:
 def write_job_config(path: str | Path, options: dict[str, Any]) -> None:
     from hflow.io import write_text
 
-    write_text(path, "# Written by the workflow: this training job's options (hflow train "
-                     "--config).\n" + yaml.safe_dump(dict(options), sort_keys=False))
+    header = ("# A training job's options (hflow train --save-options); rerun it with "
+              "hflow train --config THIS_FILE.\n")
+    write_text(path, header + yaml.safe_dump(dict(options), sort_keys=False))
 
 
 # -- cost ---------------------------------------------------------------------------------

@@ -204,6 +204,24 @@ def test_print_config_resolves_preset_and_overrides(capsys):
     assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
 
 
+def test_options_json_layers_under_flags_and_saves_as_a_config_file(tmp_path, capsys):
+    """The workflow's way in: --options (JSON) under the flags; --save-options keeps them as a
+    YAML file that --config reads back to the same run."""
+    options = '{"task.name": "AntFallMulti", "td3.batch_size": 64, "model": "lsp"}'
+    saved = tmp_path / "jobs" / "job.yaml"
+    assert main(["train", "--options", options, "--hi", "8", "--save-options", str(saved),
+                 "--set", "td3.gamma=0.9", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "batch_size: 64" in printed and "name: AntFallMulti" in printed and "hi: 8" in printed
+    assert "gamma: 0.9" in printed
+    assert main(["train", "--config", str(saved), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    assert main(["train", "--options", "{oops", "--out", "x"]) == 2
+    assert "--options is not valid JSON" in capsys.readouterr().err
+    assert main(["train", "--options", "[1, 2]", "--out", "x"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+
+
 def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path, capsys):
     """`hflow rollout` runs the saved policy as the evaluation did: same starts, same final
     distances; and draws them."""

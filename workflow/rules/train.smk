@@ -4,8 +4,14 @@
 # {out}/state, which is not an output: Snakemake never deletes it, so a retried or requeued
 # job continues where it stopped. Each seed's policy.pt is written beside its metrics but is not
 # an output: nothing downstream reads it, and a clone that holds only the metrics and records
-# (the learning suite's results in git) must redraw without training. The job's options (hflow.grid.job_options, validated at
-# parse time) reach it as a YAML file, never as shell text.
+# (the learning suite's results in git) must redraw without training.
+#
+# The rule is a `shell:` rule on purpose: Snakemake reruns a `script:` rule whenever the
+# script file is newer than the outputs, and a fresh git clone gives every file its checkout
+# time, so a clone would retrain results it already holds. The job's options
+# (hflow.grid.job_options, validated at parse time) travel as one shell-quoted JSON argument,
+# so values with spaces or brackets arrive intact, and are kept as the job's YAML config
+# (rerun or extend a job by hand with `hflow train --config` on it).
 
 for _seeds in SEED_GROUPS:
     _group = "-".join(map(str, _seeds))
@@ -17,8 +23,8 @@ for _seeds in SEED_GROUPS:
             metrics=expand(f"{RUN}/seed{{seed}}/metrics.csv", seed=_seeds, allow_missing=True),
             records=expand(f"{RUN}/seed{{seed}}/config.json", seed=_seeds, allow_missing=True),
         params:
-            options=lambda wc, _seeds=_seeds: job_options(
-                config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
+            options=lambda wc, _seeds=_seeds: json.dumps(
+                job_options(config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds)
             ),
             job_config=f"{OUT}/jobs/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}.yaml",
             out=RUN,
@@ -32,5 +38,6 @@ for _seeds in SEED_GROUPS:
             mem_mb=config["resources"]["mem_mb"],
             runtime=lambda wc, attempt: config["resources"]["runtime"] * attempt,
             gpu=0 if config["device"] == "cpu" else 1,
-        script:
-            "../scripts/train.py"
+        shell:
+            "hflow train --options {params.options:q} --save-options {params.job_config:q}"
+            " --out {params.out:q} --state-dir {params.state:q} --no-progress > {log} 2>&1"
