@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hflow.agents.corrections import HiroCorrection
-from hflow.config import resolve
+from hflow.resolve import resolve
 from hflow.seeding import BlockedRNG
 from hflow.train import Trainer
 

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from hflow.config import resolve
+from hflow.resolve import resolve
 from hflow.train import Trainer
 
 

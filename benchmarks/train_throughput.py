@@ -69,7 +69,12 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
 
     import hflow
     from hflow.agents.registry import get_preset
-    from hflow.config import all_keys, resolve
+    from hflow.config import all_keys
+
+    try:
+        from hflow.resolve import resolve
+    except ImportError:  # checkouts before hflow.resolve existed
+        from hflow.config import resolve
     from hflow.train import Trainer
 
     base = resolve(model)

@@ -52,7 +52,8 @@ def _cmd_envs(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from hflow.config import describe, resolve
+    from hflow.config import describe
+    from hflow.resolve import resolve
     from hflow.train import train
 
     if args.help_config:

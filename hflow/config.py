@@ -1,23 +1,21 @@
-"""The run configuration: typed, validated, one place for every option.
+"""The run configuration as plain data: typed sections with their defaults, ranges and choices.
 
-Layers, last wins: dataclass defaults (HIRO's values) <- the model preset <- a YAML file
-(`--config`) <- command-line options <- `--set key=value`. Unknown keys and bad values fail
-before any work, naming the key, the value and what is allowed.
+Each section is a pydantic model; a field's default follows the source its description cites
+(HIRO's code unless it says otherwise). Setting a key checks its type, choices and bounds;
+an unknown key or a bad value fails with the key, the value and what is allowed. Layering
+(defaults <- model preset <- file <- options <- `--set`) and the checks that span several keys
+live above this module, in hflow.resolve; this module imports neither the agents nor the envs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
 import re
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hflow import HflowError
 
@@ -67,251 +65,232 @@ def read_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: cannot read YAML{where}: {problem}") from None
 
 
-def _choice(default, *choices, doc: str = ""):
-    return field(default=default, metadata={"choices": choices, "doc": doc})
+class Section(BaseModel):
+    # strict: no silent coercion ("3" is not 3, true is not 1); assignment is validated, so a
+    # key set after construction gets the same checks as a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+                              allow_inf_nan=False)
 
 
-def _positive(default, doc: str = "", minimum=1):
-    return field(default=default, metadata={"min": minimum, "doc": doc})
+PosInt = Annotated[int, Field(ge=1)]
+Sizes = Annotated[list[PosInt], Field(min_length=1)]
 
 
-def _list(default: list, doc: str = "", item_min: int = 1):
-    return field(default_factory=lambda: list(default),
-                 metadata={"doc": doc, "item_min": item_min})
+class TaskConfig(Section):
+    name: str = Field("AntPushSingle", description="task, e.g. AntFallMulti (`hflow envs`)")
+    hi: int | None = Field(None, description="target dims (None: the task's own)")
+    lo: int | None = Field(None, description="subgoal dims (None: the robot's default)")
+    episode_steps: int = Field(500, ge=1, description="env steps per episode (HIRO: 500)")
+    block_shrink: float = Field(0.99, description="see docs/tasks.md")
+    manual_collision: bool = Field(
+        True, description="HIRO's point: undo a step that ends inside a wall (maze_env.py "
+                          "manual_collision); false leaves walls to contacts, which the point's "
+                          "0.2-per-step moves pass through (docs/tasks.md)")
+    eval_target: Annotated[list[float], Field(min_length=1)] | None = Field(
+        None, description="replaces the task's fixed target (hi values)")
 
 
-@dataclass
-class TaskConfig:
-    name: str = field(default="AntPushSingle", metadata={"doc": "task, e.g. AntFallMulti"})
-    hi: int | None = field(default=None, metadata={"doc": "target dims (None: the task's own)"})
-    lo: int | None = field(default=None, metadata={"doc": "subgoal dims (None: robot's tuple)"})
-    episode_steps: int = _positive(500)
-    block_shrink: float = field(default=0.99, metadata={"doc": "see docs/tasks.md"})
-    manual_collision: bool = field(default=True, metadata={
-        "doc": "HIRO's point: undo a step that ends inside a wall (maze_env.py "
-               "manual_collision); false leaves walls to contacts, which the point's 0.2-per-step "
-               "moves pass through (docs/tasks.md)"})
-    eval_target: list[float] | None = field(
-        default=None, metadata={"doc": "replaces the task's fixed target (hi values)"})
+class TrainConfig(Section):
+    steps: int = Field(10_000_000, ge=1, description="env steps per seed")
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [0],
+        description="seeds trained together in one process (members)")
+    warmup: int = Field(2_500, ge=0, description="env steps collected before updates start "
+                                                 "(HIRO: 5 episodes, initial_episodes)")
+    warmup_policy: Literal["policy", "uniform"] = Field(
+        "policy", description="warm-up actions and goals: the initial policies plus "
+                              "exploration noise, clipped (HIRO's train.py), or uniform over "
+                              "the bounds")
+    eval_every: int = Field(50_000, ge=1, description="env steps between evaluations")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="env steps between resume checkpoints, a multiple of "
+                                "eval_every (None: eval_every)")
+    eval_episodes: int = Field(50, ge=1, description="episodes per evaluation and target")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$",
+                        description="auto, cpu, cuda or cuda:N")
+    torch_threads: int = Field(1, ge=1, description="CPU threads for torch (1 keeps CPU runs "
+                                                    "deterministic)")
+    env_threads: int = Field(1, ge=1, description="threads stepping the members' envs (MuJoCo "
+                                                  "releases the GIL); results are identical "
+                                                  "for any count")
+    checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept")
+    tensorboard: bool = Field(
+        False, description="also write TensorBoard event files to seed<N>/tensorboard "
+                           "(metrics and every loss value; needs the tensorboard extra)")
 
 
-@dataclass
-class TrainConfig:
-    steps: int = _positive(10_000_000, "env steps per seed")
-    seeds: list[int] = _list([0], "seeds trained together in one process (members)",
-                             item_min=0)
-    warmup: int = _positive(2_500, "env steps collected before updates start (HIRO: 5 "
-                                    "episodes, initial_episodes)", minimum=0)
-    warmup_policy: str = _choice(
-        "policy", "policy", "uniform",
-        doc="warm-up actions and goals: the initial policies plus exploration noise, clipped "
-            "(HIRO's train.py), or uniform over the bounds")
-    eval_every: int = _positive(50_000, "env steps between evaluations")
-    checkpoint_every: int | None = field(
-        default=None, metadata={"min": 1, "doc": "env steps between resume checkpoints, a "
-                                                 "multiple of eval_every (None: eval_every)"})
-    eval_episodes: int = _positive(50)
-    device: str = field(default="auto", metadata={"doc": "auto, cpu, cuda or cuda:N"})
-    torch_threads: int = _positive(1, "CPU threads for torch (1 keeps CPU runs deterministic)")
-    env_threads: int = _positive(1, "threads stepping the members' envs (MuJoCo releases the "
-                                    "GIL); results are identical for any count")
-    checkpoints_kept: int = _positive(2)
-    tensorboard: bool = field(default=False, metadata={
-        "doc": "also write TensorBoard event files to seed<N>/tensorboard (metrics and every "
-               "loss value; needs the tensorboard extra)"})
+class TD3Config(Section):
+    gamma: float = Field(0.99, ge=0, le=1, description="discount")
+    tau: float = Field(0.005, gt=0, le=1, description="target network update rate")
+    actor_lr: float = Field(1e-4, gt=0)
+    critic_lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(100, ge=1)
+    policy_delay: int = Field(2, ge=1, description="updates per actor (and target) update")
+    policy_delay_mode: Literal["zero_loss", "skip"] = Field(
+        "zero_loss", description="off updates: actor loss x 0 but Adam still steps (HIRO's "
+                                 "train.py), or no step (TD3 paper)")
+    target_noise: float = Field(0.2, ge=0, description="in action units, as HIRO")
+    target_noise_clip: float = Field(0.5, ge=0)
+    huber_delta: float = Field(1.0, gt=0)
+    critic_action_input: Literal["both_layers", "first_layer", "second_layer"] = Field(
+        "both_layers", description="layers that take the action; HIRO's critic: both "
+                                   "(agents/ddpg_networks.py)")
 
 
-@dataclass
-class TD3Config:
-    gamma: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 1e-4
-    critic_lr: float = 1e-3
-    batch_size: int = _positive(100)
-    policy_delay: int = _positive(2, "updates per actor (and target) update")
-    policy_delay_mode: str = _choice(
-        "zero_loss", "zero_loss", "skip",
-        doc="off updates: actor loss x 0 but Adam still steps (HIRO's train.py), or no step "
-            "(TD3 paper)")
-    target_noise: float = field(default=0.2, metadata={"doc": "in action units, as HIRO"})
-    target_noise_clip: float = 0.5
-    huber_delta: float = 1.0
-    critic_action_input: str = _choice(
-        "both_layers", "both_layers", "first_layer", "second_layer",
-        doc="layers that take the action; HIRO's critic: both (agents/ddpg_networks.py)")
+class LevelConfig(Section):
+    actor: Sizes = Field(default_factory=lambda: [300, 300],
+                         description="hidden sizes (flow models: forward/conditional parts)")
+    critic: Sizes = Field(default_factory=lambda: [300, 300], description="hidden sizes")
+    explore_sigma: float = Field(1.0, ge=0, description="Gaussian noise, action units")
+    reward_scale: float = Field(1.0, description="multiplies the level's reward")
+    update_every: int = Field(1, ge=1, description="env steps between updates")
+    buffer_size: int = Field(200_000, ge=1, description="replay capacity")
 
 
-@dataclass
-class LevelConfig:
-    actor: list[int] = _list([300, 300], "hidden sizes (flow models: forward/conditional parts)")
-    critic: list[int] = _list([300, 300])
-    explore_sigma: float = field(default=1.0, metadata={"doc": "Gaussian noise, action units"})
-    reward_scale: float = 1.0
-    update_every: int = _positive(1, "env steps between updates")
-    buffer_size: int = _positive(200_000)
+class HighLevelConfig(LevelConfig):
+    # HIRO's high level: rewards x 0.1 and one update per c = 10 env steps (train_uvf.gin).
+    reward_scale: float = Field(0.1, description="multiplies the level's reward")
+    update_every: int = Field(10, ge=1, description="env steps between updates")
 
 
-@dataclass
 class LowLevelConfig(LevelConfig):
-    policy: str = _choice("mlp", "mlp", "flow", doc="MLP actor (HIRO) or conditional flow")
-    zero_xy: bool | None = field(default=None, metadata={
-        "doc": "low level does not see x, y; None: HIRO's setting for the robot's subgoal config "
-               "(ant: true, hiro_orig.gin; point: false, hiro_xy.gin)"})
+    policy: Literal["mlp", "flow"] = Field("mlp", description="MLP actor (HIRO) or "
+                                                              "conditional flow")
+    zero_xy: bool | None = Field(
+        None, description="low level does not see x, y; None: HIRO's setting for the robot's "
+                          "subgoal config (ant: true, hiro_orig.gin; point: false, hiro_xy.gin)")
 
 
-@dataclass
-class HierarchyConfig:
-    c: int = _positive(10, "env steps per high-level goal")
-    correction: str = _choice("hiro", "none", "hiro", "flow",
-                              doc="off-policy correction of stored goals")
-    segment_end_goal: str = _choice(
-        "new_goal", "new_goal", "transition",
-        doc="low level's stored next goal at a segment's last step: the goal the high level "
-            "just chose (HIRO's train.py) or h(s, g, s')")
-    hi_episode_end: str = _choice(
-        "terminal", "terminal", "bootstrap",
-        doc="the high-level segment that ends an episode: stored with discount 0 (HIRO's "
-            "train.py, episodes reset every 500 steps) or bootstrapped like the others")
-    hiro_candidates: int = _positive(8, "sampled candidates besides g and delta-s")
-    hiro_candidate_sigma: float = field(default=0.5, metadata={"doc": "x subgoal half-range"})
+class HierarchyConfig(Section):
+    c: int = Field(10, ge=1, description="env steps per high-level goal")
+    correction: Literal["none", "hiro", "flow"] = Field(
+        "hiro", description="off-policy correction of stored goals")
+    segment_end_goal: Literal["new_goal", "transition"] = Field(
+        "new_goal", description="low level's stored next goal at a segment's last step: the "
+                                "goal the high level just chose (HIRO's train.py) or "
+                                "h(s, g, s')")
+    hi_episode_end: Literal["terminal", "bootstrap"] = Field(
+        "terminal", description="the high-level segment that ends an episode: stored with "
+                                "discount 0 (HIRO's train.py, episodes reset every 500 steps) "
+                                "or bootstrapped like the others")
+    hiro_candidates: int = Field(8, ge=1, description="sampled candidates besides g and "
+                                                      "delta-s")
+    hiro_candidate_sigma: float = Field(0.5, ge=0, description="x subgoal half-range")
 
 
-@dataclass
-class FlowConfig:
-    condition: str = _choice("action", "state", "goal", "action",
-                             doc="flow condition: s (LSP), enc(s,g) (Ma; Fig. 5 variant), "
-                                 "mu_zstate(s, mu_z(s,g)) (ours)")
-    inverse: str = _choice("alg1", "alg1", "alg2", doc="stored or recomputed condition")
-    reduce: str = _choice("first", "first", "mean", doc="how the c per-step inverses combine")
-    rest: str = _choice("keep", "keep", "delta_s",
-                        doc="relabelled goal elements beyond d: stored values or s_t+c - s_t")
-    coupling_layers: int = _positive(4)
-    hidden: list[int] = _list([150, 150], "scale/translation nets")
-    z_state_dim: int = _positive(19, "size of a_{z-state}")
-    scale_bound: float = field(default=2.0, metadata={"doc": "|log scale| <= bound per layer"})
-    goal_scaling: str = _choice("range", "range", "none",
-                                doc="divide g_{1:d} by its half-range before the flow")
-    squash_eps: float = 1e-6
+class FlowConfig(Section):
+    condition: Literal["state", "goal", "action"] = Field(
+        "action", description="flow condition: s (LSP), enc(s,g) (Ma; Fig. 5 variant), "
+                              "mu_zstate(s, mu_z(s,g)) (ours)")
+    inverse: Literal["alg1", "alg2"] = Field("alg1", description="stored or recomputed "
+                                                                 "condition")
+    reduce: Literal["first", "mean"] = Field("first", description="how the c per-step "
+                                                                  "inverses combine")
+    rest: Literal["keep", "delta_s"] = Field(
+        "keep", description="relabelled goal elements beyond d: stored values or "
+                            "s_t+c - s_t")
+    coupling_layers: int = Field(4, ge=1)
+    hidden: Sizes = Field(default_factory=lambda: [150, 150],
+                          description="scale/translation nets")
+    z_state_dim: int = Field(19, ge=1, description="size of a_{z-state}")
+    scale_bound: float = Field(2.0, description="|log scale| <= bound per layer")
+    goal_scaling: Literal["range", "none"] = Field(
+        "range", description="divide g_{1:d} by its half-range before the flow")
+    squash_eps: float = Field(1e-6, gt=0, lt=0.5)
 
 
-@dataclass
-class RunConfig:
-    model: str = "hiro"
-    task: TaskConfig = field(default_factory=TaskConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    td3: TD3Config = field(default_factory=TD3Config)
-    hi: LevelConfig = field(default_factory=lambda: LevelConfig(reward_scale=0.1,
-                                                                update_every=10))
-    lo: LowLevelConfig = field(default_factory=LowLevelConfig)
-    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
-    flow: FlowConfig = field(default_factory=FlowConfig)
+class RunConfig(Section):
+    model: str = Field("hiro", description="preset (`hflow models`)")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    td3: TD3Config = Field(default_factory=TD3Config)
+    hi: HighLevelConfig = Field(default_factory=HighLevelConfig)
+    lo: LowLevelConfig = Field(default_factory=LowLevelConfig)
+    hierarchy: HierarchyConfig = Field(default_factory=HierarchyConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-# -- setting and checking values ---------------------------------------------------------------
+# -- keys ----------------------------------------------------------------------------------
 
-def _fields(obj) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(obj)}
+def _sections(obj: BaseModel) -> dict[str, BaseModel]:
+    return {name: value for name in type(obj).model_fields
+            if isinstance(value := getattr(obj, name), BaseModel)}
 
 
-def all_keys(obj=None, prefix: str = "") -> list[str]:
+def all_keys(obj: BaseModel | None = None, prefix: str = "") -> list[str]:
     obj = RunConfig() if obj is None else obj
     keys = []
-    for name, _f in _fields(obj).items():
+    for name in type(obj).model_fields:
         value = getattr(obj, name)
-        if dataclasses.is_dataclass(value):
-            keys += all_keys(value, f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
+        keys += (all_keys(value, f"{prefix}{name}.") if isinstance(value, BaseModel)
+                 else [f"{prefix}{name}"])
     return keys
 
 
-def _unknown(key: str, scope, prefix: str) -> ConfigError:
-    valid = [f"{prefix}{k}" for k in _fields(scope)]
+def _unknown(key: str, scope: BaseModel, prefix: str) -> ConfigError:
+    valid = [f"{prefix}{k}" for k in type(scope).model_fields]
     close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return ConfigError(f"unknown config key '{key}'{hint} (valid here: {', '.join(valid)})")
 
 
-def _coerce(key: str, value: Any, f: dataclasses.Field):
-    hints = typing.get_type_hints(_OWNER[key])
-    kind = hints[f.name]
-    optional = isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind)
-    if optional:
-        if value is None:
-            return None
-        kind = next(a for a in typing.get_args(kind) if a is not type(None))
-
-    def bad(expected: str):
-        return ConfigError(f"config key '{key}' = {value!r}: expected {expected}")
-
-    if kind == list[float]:
-        if not isinstance(value, list | tuple) or not value or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in value):
-            raise bad("a non-empty list of finite numbers, e.g. [8, 0]")
-        value = [float(v) for v in value]
-    elif typing.get_origin(kind) is list:
-        item_min = f.metadata.get("item_min", 1)
-        if not isinstance(value, list | tuple) or not value or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= item_min for v in value):
-            raise bad(f"a non-empty list of integers >= {item_min}, e.g. "
-                      f"{[0, 1] if item_min == 0 else [300, 300]}")
-        value = list(value)
-    elif kind is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer" + (" or null" if optional else ""))
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad("a number")
-        value = float(value)
-        if not math.isfinite(value):
-            raise bad("a finite number")
-    elif kind is str and not isinstance(value, str):
-        raise bad("a string")
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"config key '{key}' = {value!r}: allowed values: {', '.join(choices)}")
-    minimum = f.metadata.get("min")
-    if minimum is not None and value is not None and value < minimum:
-        raise ConfigError(f"config key '{key}' = {value!r}: must be >= {minimum}")
-    return value
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+             "string_type": "a string", "list_type": "a list", "finite_number": "a finite number",
+             "too_short": "a non-empty list"}
+_BOUND = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+          "less_than": "<"}
 
 
-_OWNER: dict[str, type] = {}
-
-
-def _index_owners(cls=RunConfig, prefix: str = "") -> None:
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default):
-            _index_owners(type(default), f"{prefix}{f.name}.")
-        else:
-            _OWNER[f"{prefix}{f.name}"] = cls
-
-
-_index_owners()
+def _explain(key: str, value: Any, err: ValidationError) -> ConfigError:
+    """pydantic's first error, as one line naming the key, the value and what is allowed."""
+    e = err.errors()[0]
+    kind, ctx = e["type"], e.get("ctx", {})
+    item = "".join(f"[{i}]" for i in e["loc"][1:] if isinstance(i, int))
+    if kind == "literal_error":
+        allowed = ", ".join(re.findall(r"'([^']*)'", ctx.get("expected", "")))
+        why = f"allowed values: {allowed}"
+    elif kind in _BOUND:
+        bound = next(iter(ctx.values()))
+        why = f"must be {_BOUND[kind]} {bound}" + (f" (item {item})" if item else "")
+    elif kind == "string_pattern_mismatch" and key == "train.device":
+        why = "allowed values: auto, cpu, cuda, cuda:N"
+    elif kind in _EXPECTED:
+        why = f"expected {_EXPECTED[kind]}" + (f" at item {item}" if item else "")
+        if kind == "finite_number" or (kind == "float_type" and item):
+            why = "expected finite numbers" + (f" (item {item})" if item else "")
+    else:
+        why = e["msg"]
+    return ConfigError(f"config key '{key}' = {value!r}: {why}")
 
 
 def set_key(cfg: RunConfig, key: str, value: Any) -> None:
-    """Sets a dotted key ('td3.gamma') with type and choice checks."""
+    """Sets a dotted key ('td3.gamma') with its type, choice and bound checks."""
     parts = key.split(".")
     scope, prefix = cfg, ""
     for part in parts[:-1]:
-        sub = getattr(scope, part, None) if part in _fields(scope) else None
-        if not dataclasses.is_dataclass(sub):
+        sub = _sections(scope).get(part)
+        if sub is None:
             raise _unknown(key, scope, prefix)
         scope, prefix = sub, f"{prefix}{part}."
-    fields_ = _fields(scope)
     name = parts[-1]
-    if name not in fields_ or dataclasses.is_dataclass(getattr(scope, name)):
+    if name not in type(scope).model_fields or name in _sections(scope):
         raise _unknown(key, scope, prefix)
-    setattr(scope, name, _coerce(key, value, fields_[name]))
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        setattr(scope, name, value)
+    except ValidationError as err:
+        raise _explain(key, value, err) from None
+
+
+def get_key(cfg: RunConfig, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -344,123 +323,26 @@ def load_file(path: str | Path) -> dict[str, Any]:
     return flatten(tree)
 
 
-def resolve(model: str | None = None, file: str | Path | None = None,
-            options: dict[str, Any] | None = None, sets: list[str] | None = None) -> RunConfig:
-    """The full config of a run, validated; see the module docstring for the layering."""
-    from hflow.agents.registry import apply_preset, check_compatible
-
-    layers: dict[str, Any] = {}
-    if file is not None:
-        layers.update(load_file(file))
-    given = {k: v for k, v in (options or {}).items() if v is not None}
-    if model is not None:
-        given["model"] = model
-    layers.update(given)
-    for assignment in sets or []:
-        key, value = parse_set(assignment)
-        if key in given and given[key] != value:  # a flag and a --set that disagree
-            raise ConfigError(f"'{key}' is given twice: {given[key]!r} by its command-line "
-                              f"option and {value!r} by --set {key}=...; give it once")
-        layers[key] = value
-    model_name = layers.pop("model", "hiro")
-
-    cfg = RunConfig()
-    apply_preset(cfg, model_name)
-    for key, value in layers.items():
-        set_key(cfg, key, value)
-    check_compatible(cfg, set(layers))
-    validate(cfg)
-    return cfg
-
-
-def from_dict(tree: dict) -> RunConfig:
-    """A run's config back from its record (config.json, policy.pt): every key as written."""
-    from hflow.agents.registry import apply_preset
-
-    flat = flatten(tree)
-    cfg = RunConfig()
-    apply_preset(cfg, flat.pop("model", "hiro"))
-    for key, value in flat.items():
-        set_key(cfg, key, value)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: RunConfig) -> None:
-    """Checks that span several keys (one key's own checks happen in set_key)."""
-    from hflow.envs.tasks import get_task, goal_space
-
-    spec = get_task(cfg.task.name)
-    goals = goal_space(spec, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
-    t, h = cfg.train, cfg.hierarchy
-    if len(set(t.seeds)) != len(t.seeds):
-        raise ConfigError(f"config key 'train.seeds' = {t.seeds}: seeds must be distinct")
-    if cfg.task.episode_steps % h.c:
-        raise ConfigError(f"'task.episode_steps' = {cfg.task.episode_steps} must be a multiple "
-                          f"of 'hierarchy.c' = {h.c} (goal segments never cross episodes)")
-    if t.eval_every % cfg.task.episode_steps:
-        raise ConfigError(f"'train.eval_every' = {t.eval_every} must be a multiple of "
-                          f"'task.episode_steps' = {cfg.task.episode_steps} (checkpoints are "
-                          f"taken between episodes)")
-    if t.checkpoint_every is not None and t.checkpoint_every % t.eval_every:
-        raise ConfigError(f"'train.checkpoint_every' = {t.checkpoint_every} must be a multiple "
-                          f"of 'train.eval_every' = {t.eval_every}")
-    if t.steps % cfg.task.episode_steps:
-        raise ConfigError(f"'train.steps' = {t.steps} must be a multiple of "
-                          f"'task.episode_steps' = {cfg.task.episode_steps}")
-    if cfg.hi.update_every % h.c and h.c % cfg.hi.update_every:
-        raise ConfigError(f"'hi.update_every' = {cfg.hi.update_every} and 'hierarchy.c' = {h.c} "
-                          f"must divide one another")
-    if cfg.lo.policy == "flow" and goals.lo < spec.robot.nu:
-        raise ConfigError(
-            f"'task.lo' = {goals.lo} is below the action size {spec.robot.nu} of {spec.name}: "
-            f"the flow maps the first {spec.robot.nu} goal elements to the action, so flow "
-            f"models need lo >= {spec.robot.nu}")
-    if cfg.flow.squash_eps <= 0 or cfg.flow.squash_eps >= 0.5:
-        raise ConfigError(f"'flow.squash_eps' = {cfg.flow.squash_eps}: allowed (0, 0.5)")
-    if not 0 < cfg.td3.tau <= 1 or not 0 <= cfg.td3.gamma <= 1:
-        raise ConfigError("'td3.tau' must be in (0, 1] and 'td3.gamma' in [0, 1]")
-    for key in ("td3.actor_lr", "td3.critic_lr", "td3.huber_delta"):
-        if _get(cfg, key) <= 0:
-            raise ConfigError(f"config key '{key}' = {_get(cfg, key)!r}: must be > 0")
-    for key in ("hi.explore_sigma", "lo.explore_sigma", "td3.target_noise",
-                "td3.target_noise_clip", "hierarchy.hiro_candidate_sigma"):
-        if _get(cfg, key) < 0:
-            raise ConfigError(f"config key '{key}' = {_get(cfg, key)!r}: must be >= 0")
-    for level in ("lo", "hi"):
-        size = _get(cfg, f"{level}.buffer_size")
-        if cfg.td3.batch_size > size:
-            raise ConfigError(f"'td3.batch_size' = {cfg.td3.batch_size} is larger than "
-                              f"'{level}.buffer_size' = {size}: that level could never update")
-    device = t.device
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
-                                                  and device[5:].isdigit())):
-        raise ConfigError(f"config key 'train.device' = {device!r}: allowed values: auto, cpu, "
-                          f"cuda, cuda:N")
-
-
-def _get(cfg: RunConfig, key: str):
-    value = cfg
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def describe() -> str:
     """Every key with its default and documentation, for `hflow train --help-config`."""
     lines = []
 
-    def walk(obj, prefix=""):
-        for name, f in _fields(obj).items():
+    def walk(obj: BaseModel, prefix: str = "") -> None:
+        for name, info in type(obj).model_fields.items():
             value = getattr(obj, name)
-            if dataclasses.is_dataclass(value):
+            if isinstance(value, BaseModel):
                 walk(value, f"{prefix}{name}.")
                 continue
             extra = []
-            if f.metadata.get("choices"):
-                extra.append("one of " + "|".join(f.metadata["choices"]))
-            if f.metadata.get("doc"):
-                extra.append(f.metadata["doc"])
+            choices = get_args(info.annotation) if "Literal" in str(info.annotation) else ()
+            if choices:
+                extra.append("one of " + "|".join(choices))
+            for m in info.metadata:
+                for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                    if getattr(m, attr, None) is not None:
+                        extra.append(f"{sign} {getattr(m, attr)}")
+            if info.description:
+                extra.append(info.description)
             lines.append(f"{prefix}{name} = {value!r}" + (f"  # {'; '.join(extra)}" if extra
                                                           else ""))
 

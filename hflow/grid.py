@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from hflow.agents.registry import get_preset
-from hflow.config import ConfigError, parse_set, resolve
+from hflow.config import ConfigError, parse_set
+from hflow.resolve import resolve
 
 # Keys each job's options take from the grid itself; `set:` may not override them.
 GRID_KEYS = ("model", "task.name", "task.hi", "task.lo", "train.seeds", "train.steps",

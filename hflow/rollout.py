@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from hflow import HflowError
-from hflow.config import from_dict
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
+from hflow.resolve import from_dict
 
 
 def load_policy(seed_dir: str | Path):

@@ -8,10 +8,11 @@ from hflow.agents.corrections import FlowInverseCorrection
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.registry import PRESETS, table2_markdown
 from hflow.cli import main
-from hflow.config import ConfigError, resolve
+from hflow.config import ConfigError
 from hflow.envs import get_task, goal_space
 from hflow.metrics import read_metrics
 from hflow.nets.flow import ConditionalRealNVP, squash, unsquash
+from hflow.resolve import resolve
 from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 
@@ -170,6 +171,22 @@ def test_table2_comes_from_the_preset_flags(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "| Our model | O | O |" in out and "ours_goal_conditioned" in out
+
+
+def test_table2_flags_are_read_from_the_resolved_config():
+    """A preset that leaves a key at its default gets the default's flag (HIRO's correction
+    is the config default), and every flag agrees with resolving the preset."""
+    from hflow.agents.registry import Preset
+
+    bare = Preset("bare", "bare", "Bare", "defaults only", {})
+    assert bare.off_policy_correction and not bare.fdgm
+    flow_only = Preset("flow_only", "f", "F", "flow, correction left at its default",
+                       {"lo.policy": "flow"})
+    assert flow_only.off_policy_correction and flow_only.fdgm
+    for name, preset in PRESETS.items():
+        cfg = resolve(name)
+        assert preset.off_policy_correction == (cfg.hierarchy.correction != "none"), name
+        assert preset.fdgm == (cfg.lo.policy == "flow"), name
 
 
 def test_bad_presets_and_options():

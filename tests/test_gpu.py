@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from hflow.config import resolve
+from hflow.resolve import resolve
 from hflow.train import Trainer
 
 pytestmark = [pytest.mark.gpu,

@@ -9,12 +9,12 @@ from helpers import tiny
 
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.td3 import TD3
-from hflow.config import resolve
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import metric_names
 from hflow.metrics import read_metrics
 from hflow.nets import TwinCritic
 from hflow.nets.dense import MemberMLP
+from hflow.resolve import resolve
 from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 

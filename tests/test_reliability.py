@@ -15,8 +15,9 @@ from helpers import tiny, train_cmd
 from hflow import HflowError
 from hflow.checkpoint import CHECKPOINT_VERSION, list_checkpoints
 from hflow.cli import main
-from hflow.config import ConfigError, resolve
+from hflow.config import ConfigError
 from hflow.metrics import read_metrics
+from hflow.resolve import resolve
 from hflow.runlock import RunLock
 from hflow.train import Trainer
 

@@ -6,8 +6,9 @@ from helpers import tiny
 
 from hflow.agents.hiro import MLPActor
 from hflow.agents.td3 import TD3
-from hflow.config import TD3Config, resolve
+from hflow.config import TD3Config
 from hflow.nets import MemberLinear, MemberMLP, TwinCritic
+from hflow.resolve import resolve
 from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 

@@ -15,9 +15,10 @@ from hflow.agents.corrections import HiroCorrection
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.checkpoint import list_checkpoints
 from hflow.cli import main
-from hflow.config import ConfigError, resolve
+from hflow.config import ConfigError
 from hflow.envs import get_task, goal_space
 from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
+from hflow.resolve import resolve
 from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 
@@ -202,6 +203,10 @@ def test_print_config_resolves_preset_and_overrides(capsys):
                  "--set", "td3.batch_size=256", "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
+    assert main(["train", "--help-config"]) == 0
+    listed = capsys.readouterr().out
+    assert "hierarchy.correction = 'hiro'  # one of none|hiro|flow; off-policy" in listed
+    assert "td3.tau = 0.005  # > 0; <= 1; target network update rate" in listed
 
 
 def test_options_json_layers_under_flags_and_saves_as_a_config_file(tmp_path, capsys):

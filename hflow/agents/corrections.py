@@ -5,35 +5,49 @@ One interface, three pieces: `none` (keep the stored goal; LSP, Ma et al.), `hir
 paper's exact inverse of the flow, Algorithms 1 and 2). A batch holds c-step segments:
 states [K, B, c+1, obs], actions [K, B, c, a], goal [K, B, lo] and the low level's stored
 extras (the flow condition `cond` [K, B, c, z]).
+
+A correction sees the agent only through `LowLevelView`: the low-level policy, the low
+level's input and the two bounds; it does not import the agent.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
 from hflow.seeding import MemberRNG
 
-if TYPE_CHECKING:
-    from hflow.agents.hiro import HierarchicalAgent
+
+class LowLevelView(Protocol):
+    """What a correction may use of the agent."""
+
+    goal_scale: torch.Tensor  # the subgoal bound (half-range): relabelled goals stay inside
+    action_scale: torch.Tensor  # the action bound: HIRO's likelihood divides by it
+
+    @property
+    def lo_actor(self) -> Any: ...  # the low-level policy (MLP or flow)
+
+    def subgoal_part(self, states: torch.Tensor) -> torch.Tensor: ...
+
+    def lo_state_input(self, states: torch.Tensor) -> torch.Tensor: ...
+
+    def lo_input(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor: ...
 
 
-def goal_offsets(agent: HierarchicalAgent, states: torch.Tensor) -> torch.Tensor:
+def goal_offsets(low: LowLevelView, states: torch.Tensor) -> torch.Tensor:
     """s_t - s_{t+i} over the subgoal dims for i < c: [..., c+1, obs] -> [..., c, lo].
 
     The goal the low level held at step i of a segment is g_{t+i} = g_t + offset_i (the goal
     transition h applied i times), and a goal inferred at step i maps back to t by
     g_t = g_{t+i} - offset_i.
     """
-    s = agent.subgoal_part(states[..., :-1, :])
+    s = low.subgoal_part(states[..., :-1, :])
     return s[..., :1, :] - s
 
 
 class NoCorrection:
-    name = "none"
-
-    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
         return batch["goal"]
 
 
@@ -42,14 +56,12 @@ class HiroCorrection:
     (sigma * half-range)^2), all clipped to the subgoal range; keep the one that maximises
     -1/2 sum_i ||(a_i - mu_lo(s_i, g~_i)) / a_max||^2 with g~_i rolled by the transition h."""
 
-    name = "hiro"
-
     def __init__(self, samples: int = 8, sigma: float = 0.5):
         self.samples, self.sigma = samples, sigma
 
-    def candidates(self, agent, states, goal, rng: MemberRNG) -> torch.Tensor:
-        scale = agent.goal_scale
-        s = agent.subgoal_part(states)
+    def candidates(self, low: LowLevelView, states, goal, rng: MemberRNG) -> torch.Tensor:
+        scale = low.goal_scale
+        s = low.subgoal_part(states)
         delta = s[:, :, -1] - s[:, :, 0]  # [K, B, lo]
         noise = rng.normal(goal.shape[1], self.samples, goal.shape[2]).to(goal.device)
         sampled = delta.unsqueeze(2) + noise * self.sigma * scale
@@ -57,19 +69,19 @@ class HiroCorrection:
         return torch.maximum(torch.minimum(cands, scale), -scale)  # [K, B, n, lo]
 
     @torch.no_grad()
-    def score(self, agent, states, actions, cands) -> torch.Tensor:
-        goals = goal_offsets(agent, states).unsqueeze(2) + cands.unsqueeze(3)  # [K, B, n, c, lo]
+    def score(self, low: LowLevelView, states, actions, cands) -> torch.Tensor:
+        goals = goal_offsets(low, states).unsqueeze(2) + cands.unsqueeze(3)  # [K, B, n, c, lo]
         # The state part is the same for every candidate: not copied into each of them.
-        predicted = agent.lo.actor.forward_candidates(
-            agent.lo_state_input(states[:, :, :-1]), goals)  # [K, B, n, c, a]
-        diff = predicted.sub_(actions.unsqueeze(2)).div_(agent.action_scale)
+        predicted = low.lo_actor.forward_candidates(
+            low.lo_state_input(states[:, :, :-1]), goals)  # [K, B, n, c, a]
+        diff = predicted.sub_(actions.unsqueeze(2)).div_(low.action_scale)
         return -0.5 * diff.square_().sum(dim=(-1, -2))  # [K, B, n]
 
     @torch.no_grad()
-    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
-        cands = self.candidates(agent, states, goal, rng)
-        best = self.score(agent, states, actions, cands).argmax(dim=-1)  # [K, B]
+        cands = self.candidates(low, states, goal, rng)
+        best = self.score(low, states, actions, cands).argmax(dim=-1)  # [K, B]
         index = best[..., None, None].expand(-1, -1, 1, goal.shape[-1])
         return cands.gather(2, index).squeeze(2)
 
@@ -86,24 +98,22 @@ class FlowInverseCorrection:
     candidate s_{t+c} - s_t (`rest='delta_s'`); the result is clipped to the subgoal range.
     """
 
-    name = "flow"
-
     def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep"):
         assert inverse in ("alg1", "alg2") and reduce in ("first", "mean")
         assert rest in ("keep", "delta_s")
         self.inverse, self.reduce, self.rest = inverse, reduce, rest
 
     @torch.no_grad()
-    def __call__(self, agent, batch, rng: MemberRNG) -> torch.Tensor:
-        actor = agent.lo.actor
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
+        actor = low.lo_actor
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
         steps = 1 if self.reduce == "first" else actions.shape[2]
-        offsets = goal_offsets(agent, states)[:, :, :steps]  # [K, B, n, lo]
+        offsets = goal_offsets(low, states)[:, :, :steps]  # [K, B, n, lo]
         goals = goal.unsqueeze(2) + offsets
         if self.inverse == "alg1":
             cond = batch["cond"][:, :, :steps]
         else:
-            cond = actor.condition(agent.lo_input(states[:, :, :steps], goals))
+            cond = actor.condition(low.lo_input(states[:, :, :steps], goals))
         d = actor.flow_dim
         inverted = actor.invert(actions[:, :, :steps], cond)  # g~_{t+i}[:d]
         back = inverted - offsets[..., :d]  # to time t
@@ -111,10 +121,10 @@ class FlowInverseCorrection:
         if self.rest == "keep":
             tail = goal[..., d:]
         else:
-            s_lo = agent.subgoal_part(states)
+            s_lo = low.subgoal_part(states)
             tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
         relabelled = torch.cat([head, tail], dim=-1)
-        scale = agent.goal_scale
+        scale = low.goal_scale
         return torch.maximum(torch.minimum(relabelled, scale), -scale)
 
 

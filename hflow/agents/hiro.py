@@ -77,6 +77,10 @@ class HierarchicalAgent(nn.Module):
             xy_mask[:2] = 0
         self.register_buffer("lo_state_mask", xy_mask)
 
+    @property
+    def lo_actor(self) -> nn.Module:
+        return self.lo.actor
+
     # -- the hierarchy's fixed functions -------------------------------------------------------
     def subgoal_part(self, states: torch.Tensor) -> torch.Tensor:
         return states[..., :self.lo_dim]

@@ -1,13 +1,15 @@
 """The model registry: named presets of the one hierarchical agent, and Table II from them.
 
-A preset is a set of config values. Its Table II flags are read from those values
-(off-policy correction: `hierarchy.correction != none`; FDGM: `lo.policy == flow`), so a
-new preset shows up correctly in the table without being listed anywhere else.
+A preset is data: a mapping of config keys to values. Its Table II flags are read from the
+config it resolves to (off-policy correction: `hierarchy.correction != none`; FDGM:
+`lo.policy == flow`), defaults included, so a new preset shows up correctly in the table
+without being listed anywhere else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from hflow.config import ConfigError, RunConfig, set_key
@@ -25,13 +27,21 @@ class Preset:
     description: str
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @cached_property
+    def config(self) -> RunConfig:
+        """The config this preset resolves to on the defaults."""
+        cfg = RunConfig(model=self.name)
+        for key, value in self.settings.items():
+            set_key(cfg, key, value)
+        return cfg
+
     @property
     def off_policy_correction(self) -> bool:
-        return self.settings.get("hierarchy.correction", "hiro") != "none"
+        return self.config.hierarchy.correction != "none"
 
     @property
     def fdgm(self) -> bool:
-        return self.settings.get("lo.policy", "mlp") == "flow"
+        return self.config.lo.policy == "flow"
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
@@ -98,14 +108,17 @@ def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
                               f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
 
 
-def table2_markdown() -> str:
-    """Table II of the paper, from the presets' flags."""
+def table2_rows() -> list[tuple[str, str, str]]:
+    """Table II of the paper: (model, off-policy correction, FDGM) as O/X, from the presets'
+    resolved configs; the Markdown and LaTeX renderings both read these rows."""
     mark = {True: "O", False: "X"}
+    return [(p.paper_name, mark[p.off_policy_correction], mark[p.fdgm])
+            for p in PRESETS.values() if p.paper_name]
+
+
+def table2_markdown() -> str:
     rows = ["| Model | Off-policy correction | FDGM |", "|---|:---:|:---:|"]
-    for preset in PRESETS.values():
-        if preset.paper_name:
-            rows.append(f"| {preset.paper_name} | {mark[preset.off_policy_correction]} | "
-                        f"{mark[preset.fdgm]} |")
+    rows += [f"| {name} | {correction} | {fdgm} |" for name, correction, fdgm in table2_rows()]
     return "\n".join(rows)
 
 

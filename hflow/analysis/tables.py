@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hflow.agents.registry import PRESETS, table2_markdown
+from hflow.agents.registry import PRESETS, table2_markdown, table2_rows
 from hflow.analysis.aggregate import run_id
 from hflow.analysis.stats import LEVEL, REPS, final_point, mean_and_iqm, probability_of_improvement
 from hflow.io import write_text
@@ -147,14 +147,11 @@ def _tex(text: str) -> str:
 
 
 def table2_latex(table: pd.DataFrame, improvement: pd.DataFrame) -> str:
-    mark = {True: "O", False: "X"}
     out = [r"\begin{table}[t]", r"\centering", r"\caption{Model comparison}",
            r"\begin{tabular}{lcc}", r"\hline",
            r"Model & Off-policy correction & FDGM \\", r"\hline"]
-    for p in PRESETS.values():
-        if p.paper_name:
-            out.append(f"{_tex(p.paper_name)} & {mark[p.off_policy_correction]} & "
-                       f"{mark[p.fdgm]} \\\\")
+    for name, correction, fdgm in table2_rows():
+        out.append(f"{_tex(name)} & {correction} & {fdgm} \\\\")
     out += [r"\hline", r"\end{tabular}", r"\end{table}", "",
             r"\begin{table}[t]", r"\centering", f"\\caption{{{_tex(RESULTS_CAPTION)}}}",
             r"\begin{tabular}{llrrllll}", r"\hline",

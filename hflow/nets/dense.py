@@ -52,12 +52,12 @@ class MemberMLP(nn.Module):
     """ReLU MLP of MemberLinear layers; `out_act` 'tanh' bounds the output to (-1, 1)."""
 
     def __init__(self, members: int, sizes: list[int], rng: MemberRNG,
-                 out_act: str | None = None, final_init: bool = True):
+                 out_act: str | None = None):
         super().__init__()
         self.layers = nn.ModuleList(MemberLinear(members, a, b)
                                     for a, b in zip(sizes[:-1], sizes[1:]))
         for i, layer in enumerate(self.layers):
-            layer.reset_parameters(rng, final=final_init and i == len(self.layers) - 1)
+            layer.reset_parameters(rng, final=i == len(self.layers) - 1)
         self.out_act = out_act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
