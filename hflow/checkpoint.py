@@ -25,6 +25,9 @@ import torch
 from hflow import HflowError
 from hflow.io import atomic_path
 
+# policy.pt: 1 (no 'format' key) held all K members' networks and the member's index; 2 holds
+# the seed's own networks, loadable into a one-member agent.
+POLICY_FORMAT = 2
 CHECKPOINT_VERSION = 2  # 2: flat replay rows, blocked random streams, hflow's own Adam
 REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
                  "env_rng", "losses", "metrics")

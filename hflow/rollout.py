@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hflow import HflowError
+from hflow.checkpoint import POLICY_FORMAT
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
@@ -24,20 +25,27 @@ from hflow.resolve import from_dict
 
 
 def load_policy(seed_dir: str | Path):
-    """(agent, cfg, member) from a seed directory's policy.pt (tensors and plain data only)."""
+    """(agent, cfg, member, seeds) from a seed directory's policy.pt (tensors and plain data
+    only): a one-member agent for the seed (format 2), or, for a policy.pt of format 1 (all
+    members of the seed's group), the group's agent and the seed's member index."""
     from hflow.agents.hiro import HierarchicalAgent
 
     path = Path(seed_dir) / "policy.pt"
     if not path.is_file():
         raise HflowError(f"{path} does not exist: give a finished run's seed<N>/ directory")
     saved = torch.load(path, map_location="cpu", weights_only=True)
+    version = saved.get("format", 1)
+    if version not in (1, POLICY_FORMAT):
+        raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 1 "
+                         f"and {POLICY_FORMAT}")
     cfg = from_dict(saved["config"])
     task = get_task(cfg.task.name)
     goals = goal_space(task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
-    agent = HierarchicalAgent(cfg, task, goals, saved["seeds"])
+    seeds, member = (saved["seeds"], saved["member"]) if version == 1 else ([saved["seed"]], 0)
+    agent = HierarchicalAgent(cfg, task, goals, seeds)
     agent.hi.actor.load_state_dict(saved["nets"]["hi_actor"])
     agent.lo.actor.load_state_dict(saved["nets"]["lo_actor"])
-    return agent.eval(), cfg, saved["member"], saved["seeds"]
+    return agent.eval(), cfg, member, seeds
 
 
 def rollouts(seed_dir: str | Path, episodes: int = 3):

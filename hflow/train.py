@@ -23,7 +23,7 @@ import torch
 
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent
-from hflow.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_latest, save
+from hflow.checkpoint import CHECKPOINT_VERSION, POLICY_FORMAT, CheckpointError, load_latest, save
 from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
@@ -31,6 +31,7 @@ from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
 from hflow.io import atomic_path, remove_stale_temp_files, write_json
 from hflow.losses import LossLog, TensorBoardLog
 from hflow.metrics import MetricsCSV, NonFiniteLossError
+from hflow.nets import member_state_dict
 from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
 from hflow.runlock import RunLock
@@ -385,14 +386,15 @@ class Trainer:
         self.interval_start = (time.monotonic(), self.step)
 
     def _write_policies(self) -> None:
-        nets = {"hi_actor": self.agent.hi.actor.state_dict(),
-                "lo_actor": self.agent.lo.actor.state_dict(),
-                "hi_critic": self.agent.hi.critic.state_dict(),
-                "lo_critic": self.agent.lo.critic.state_dict()}
+        """Each seed's policy.pt: that seed's networks only, with its config and step."""
+        K = len(self.seeds)
+        nets = {"hi_actor": self.agent.hi.actor, "lo_actor": self.agent.lo.actor,
+                "hi_critic": self.agent.hi.critic, "lo_critic": self.agent.lo.critic}
         for k, seed in enumerate(self.seeds):
+            own = {name: member_state_dict(net, k, K) for name, net in nets.items()}
             with atomic_path(self.seed_dir(seed) / "policy.pt") as tmp:
-                torch.save({"config": self.cfg.to_dict(), "seeds": self.seeds, "member": k,
-                            "step": self.step, "nets": nets}, tmp)
+                torch.save({"format": POLICY_FORMAT, "config": self.cfg.to_dict(),
+                            "seed": seed, "step": self.step, "nets": own}, tmp)
 
 
 def train(cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,

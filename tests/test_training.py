@@ -255,6 +255,23 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
         assert row["low_miss"] == pytest.approx(np.mean(misses))
         assert row["subgoal_reach"] == pytest.approx(np.mean(reach))
         assert 0 <= row["at_bound"] <= 1
+    # policy.pt holds seed 1's own networks: one member (two for the twin critic)
+    saved = torch.load(uninterrupted / "seed1" / "policy.pt", weights_only=True)
+    assert saved["seed"] == 1 and saved["format"] == 2
+    for net, rows in (("hi_actor", 1), ("lo_actor", 1), ("hi_critic", 2), ("lo_critic", 2)):
+        weights = [t for name, t in saved["nets"][net].items() if name.endswith("weight")]
+        assert weights and all(t.shape[0] == rows for t in weights), net
+    # a policy.pt of format 1 (the group's networks and the member index) still replays
+    state = torch.load(list_checkpoints(uninterrupted / "state-seeds-0-1")[-1],
+                       weights_only=True)["agent"]
+    old_dir = tmp_path / "format1"
+    old_dir.mkdir()
+    torch.save({"config": saved["config"], "seeds": [0, 1], "member": 1, "step": 600,
+                "nets": {net: {k.split(".", 2)[2]: v for k, v in state.items()
+                               if k.startswith(net.replace("_", ".") + ".")}
+                         for net in ("hi_actor", "lo_actor")}}, old_dir / "policy.pt")
+    _, old_runs = rollouts(old_dir, episodes=2)
+    assert [r["distance"] for r in old_runs] == [r["distance"] for r in runs]
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "low miss" in capsys.readouterr().out

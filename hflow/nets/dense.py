@@ -87,3 +87,17 @@ class MemberMLP(nn.Module):
         if self.out_act == "tanh":
             return x.tanh_() if inplace else torch.tanh(x)
         return x
+
+
+def member_state_dict(module: nn.Module, member: int, members: int) -> dict[str, torch.Tensor]:
+    """One member's own weights of a member-batched module, as a state dict that loads into
+    the same module built for that member alone. A layer holding `copies x members` members
+    (twin critics: copy 0 of every seed, then copy 1) keeps member k of each copy."""
+    state = {name: t.detach().clone() for name, t in module.state_dict().items()}
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, MemberLinear):
+            rows = list(range(member, layer.members, members))
+            for name in ("weight", "bias"):
+                state[f"{prefix}.{name}" if prefix else name] = \
+                    getattr(layer, name).detach()[rows].clone()
+    return state
