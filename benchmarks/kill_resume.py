@@ -31,7 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from helpers import train_cmd  # noqa: E402
+from conftest import train_command as train_cmd  # noqa: E402  (the tests' tiny run)
 
 from hflow.checkpoint import list_checkpoints  # noqa: E402
 from hflow.metrics import TIMING_COLUMNS, read_metrics  # noqa: E402

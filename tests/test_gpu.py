@@ -5,7 +5,6 @@ import warnings
 
 import pytest
 import torch
-from helpers import tiny
 
 from hflow.resolve import resolve
 from hflow.train import Trainer
@@ -27,15 +26,19 @@ class FixedRNG:
         return torch.rand((2, *shape), generator=self.gen).to(self.device)
 
 
-def _trainer(tmp_path, model, device, steps=400):
-    cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
-                  sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}"]))
-    return Trainer(cfg, tmp_path / device, progress=False)
+@pytest.fixture(scope="session")
+def make_trainer(tiny):
+    def make(tmp_path, model, device, steps=400):
+        cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
+                      sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}"]))
+        return Trainer(cfg, tmp_path / device, progress=False)
+
+    return make
 
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
-def test_cuda_updates_match_the_cpu_within_float_tolerance(tmp_path, model):
-    cpu = _trainer(tmp_path, model, "cpu")
+def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_path, model):
+    cpu = make_trainer(tmp_path, model, "cpu")
     for _ in range(300):  # both buffers hold a batch
         cpu.advance()
     cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
@@ -55,8 +58,8 @@ def test_cuda_updates_match_the_cpu_within_float_tolerance(tmp_path, model):
 
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
-def test_cuda_step_syncs_only_to_hand_the_action_to_the_envs(tmp_path, model):
-    trainer = _trainer(tmp_path, model, "cuda")
+def test_cuda_step_syncs_only_to_hand_the_action_to_the_envs(make_trainer, tmp_path, model):
+    trainer = make_trainer(tmp_path, model, "cuda")
     for _ in range(300):
         trainer.advance()
     torch.cuda.synchronize()

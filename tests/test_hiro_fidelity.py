@@ -5,7 +5,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from helpers import tiny
 
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.td3 import TD3
@@ -70,17 +69,21 @@ def test_delayed_actor_moves_on_adam_momentum_only_with_hiro_delay(mode):
     assert resolve("hiro").td3.policy_delay_mode == "zero_loss"
 
 
-def _trainer(tmp_path, extra, task="PointMazeMulti", steps=300):
-    cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps},
-                  sets=tiny("hiro", [f"task.name={task}", *extra]))
-    return Trainer(cfg, tmp_path, progress=False)
+@pytest.fixture(scope="session")
+def make_trainer(tiny):
+    def make(tmp_path, extra, task="PointMazeMulti", steps=300):
+        cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps},
+                      sets=tiny("hiro", [f"task.name={task}", *extra]))
+        return Trainer(cfg, tmp_path, progress=False)
+
+    return make
 
 
 @pytest.mark.parametrize("policy", ["policy", "uniform"])
-def test_warmup_acts_with_the_initial_policies(tmp_path, policy):
+def test_warmup_acts_with_the_initial_policies(make_trainer, tmp_path, policy):
     """train.py: the first `initial_episodes` are collected by the (untrained) policies plus
     their exploration noise, not by uniform random actions. Noise 0 makes that visible."""
-    trainer = _trainer(tmp_path, [f"train.warmup_policy={policy}", "lo.explore_sigma=0",
+    trainer = make_trainer(tmp_path, [f"train.warmup_policy={policy}", "lo.explore_sigma=0",
                                   "hi.explore_sigma=0", "train.warmup=100"])
     for _ in range(60):  # inside the warm-up: no update has run
         trainer.advance()
@@ -95,10 +98,10 @@ def test_warmup_acts_with_the_initial_policies(tmp_path, policy):
 
 
 @pytest.mark.parametrize("mode", ["new_goal", "transition"])
-def test_stored_next_goal_at_a_segment_end(tmp_path, mode):
+def test_stored_next_goal_at_a_segment_end(make_trainer, tmp_path, mode):
     """train.py stores the context the high level just chose as the low level's next goal of
     a segment's last transition; elsewhere the next goal is h(s, g, s')."""
-    trainer = _trainer(tmp_path, [f"hierarchy.segment_end_goal={mode}"])
+    trainer = make_trainer(tmp_path, [f"hierarchy.segment_end_goal={mode}"])
     steps, c, T = 250, trainer.cfg.hierarchy.c, trainer.cfg.task.episode_steps
     for _ in range(steps):
         trainer.advance()
@@ -116,9 +119,9 @@ def test_stored_next_goal_at_a_segment_end(tmp_path, mode):
     assert resolve("hiro").hierarchy.segment_end_goal == "new_goal"
 
 
-def test_ant_maze_reports_each_of_hiros_three_targets(tmp_path):
+def test_ant_maze_reports_each_of_hiros_three_targets(make_trainer, tmp_path):
     """ant_maze.gin evaluates at (16, 0), (16, 16) and (0, 16); (0, 16) is the headline."""
-    trainer = _trainer(tmp_path, ["task.episode_steps=20", "train.eval_every=40",
+    trainer = make_trainer(tmp_path, ["task.episode_steps=20", "train.eval_every=40",
                                   "train.eval_episodes=1", "train.warmup=20"],
                        task="AntMazeMulti", steps=40)
     names = metric_names(trainer.goals)
@@ -133,15 +136,16 @@ def test_ant_maze_reports_each_of_hiros_three_targets(tmp_path):
         assert row["eval_distance_16_0"] != row["eval_distance_0_16"]
         assert np.isfinite(row["eval_reward_16_16"])
     # one target: no per-target columns
-    single = _trainer(tmp_path / "p", [], task="BallPushSingle")
+    single = make_trainer(tmp_path / "p", [], task="BallPushSingle")
     assert metric_names(single.goals) == ["eval_reward", "eval_success", "eval_distance"]
 
 
 @pytest.mark.parametrize("mode", ["terminal", "bootstrap"])
-def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(tmp_path, mode):
+def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_trainer, tmp_path,
+                                                                         mode):
     """train.py stores meta transitions with discount * (1 - next_reset_episode_cond): the
     one that ends an episode (every 500 steps) does not bootstrap."""
-    trainer = _trainer(tmp_path, [f"hierarchy.hi_episode_end={mode}"])
+    trainer = make_trainer(tmp_path, [f"hierarchy.hi_episode_end={mode}"])
     T, c = trainer.cfg.task.episode_steps, trainer.cfg.hierarchy.c
     for _ in range(2 * T):
         trainer.advance()

@@ -10,12 +10,9 @@ import time
 
 import pytest
 import torch
-from helpers import tiny, train_cmd
 
 from hflow import HflowError
 from hflow.checkpoint import CHECKPOINT_VERSION, list_checkpoints
-from hflow.cli import main
-from hflow.config import ConfigError
 from hflow.metrics import read_metrics
 from hflow.resolve import resolve
 from hflow.runlock import RunLock
@@ -24,15 +21,19 @@ from hflow.train import Trainer
 STATE = "state-seeds-0-1"
 
 
-def _run(out, **kw):
-    return subprocess.run(train_cmd(out, **kw), capture_output=True, text=True)
+@pytest.fixture(scope="session")
+def run(train_cmd):
+    def make(out, **kw):
+        return subprocess.run(train_cmd(out, **kw), capture_output=True, text=True)
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def run400(tmp_path_factory):
+def run400(run, tmp_path_factory):
     """A finished 400-step run with checkpoints at 200 and 400, copied by the tests."""
     out = tmp_path_factory.mktemp("run400")
-    assert _run(out, steps=400).returncode == 0
+    assert run(out, steps=400).returncode == 0
     return out
 
 
@@ -51,12 +52,12 @@ class Planted:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_crafted_checkpoint_is_refused_and_runs_nothing(run400, tmp_path):
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(run, run400, tmp_path):
     out = _copy(run400, tmp_path / "run")
     marker = tmp_path / "code-ran"
     crafted = out / STATE / "checkpoint-000000000600.pt"
     torch.save({"version": CHECKPOINT_VERSION, "payload": Planted(marker)}, crafted)
-    done = _run(out, steps=800)
+    done = run(out, steps=800)
     assert done.returncode == 2
     assert "asks to load code" in done.stderr and "refusing it, nothing was run" in done.stderr
     assert crafted.name in done.stderr and "posix.system" in done.stderr
@@ -64,7 +65,7 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(run400, tmp_path):
     # a raw pickle (not a torch file) is not even unpickled: set aside, the run resumes
     with open(crafted, "wb") as f:
         pickle.dump({"payload": Planted(marker)}, f)
-    done = _run(out, steps=600)
+    done = run(out, steps=600)
     assert done.returncode == 0 and "cannot be read" in done.stderr
     assert not marker.exists()
 
@@ -74,12 +75,12 @@ def test_real_checkpoints_load_without_pickled_code(run400):
         torch.load(path, weights_only=True)  # raises if anything but tensors and plain data
 
 
-def test_no_readable_checkpoint_stops_instead_of_starting_over(run400, tmp_path):
+def test_no_readable_checkpoint_stops_instead_of_starting_over(run, run400, tmp_path):
     out = _copy(run400, tmp_path / "run")
     before = (out / "seed0" / "metrics.csv").read_text()
     for path in list_checkpoints(out / STATE):
         path.write_bytes(b"not a checkpoint")
-    done = _run(out, steps=800)
+    done = run(out, steps=800)
     assert done.returncode == 2
     assert "no checkpoint in" in done.stderr and "checkpoint-000000000400.pt" in done.stderr
     assert "to start this run over, delete" in done.stderr.lower()
@@ -87,11 +88,11 @@ def test_no_readable_checkpoint_stops_instead_of_starting_over(run400, tmp_path)
     assert len(list_checkpoints(out / STATE)) == 2  # nothing deleted
 
 
-def test_an_unreadable_newer_checkpoint_never_costs_a_readable_one(run400, tmp_path):
+def test_an_unreadable_newer_checkpoint_never_costs_a_readable_one(run, run400, tmp_path):
     """The unreadable file is set aside: the run continues from 400 and keeps its progress."""
     out = _copy(run400, tmp_path / "run")
     (out / STATE / "checkpoint-000000009000.pt").write_bytes(b"torn")
-    done = _run(out, steps=600)
+    done = run(out, steps=600)
     assert done.returncode == 0, done.stderr
     assert "at step 400" in done.stdout and "moved to" in done.stderr
     names = [p.name for p in list_checkpoints(out / STATE)]
@@ -99,25 +100,25 @@ def test_an_unreadable_newer_checkpoint_never_costs_a_readable_one(run400, tmp_p
     assert (out / STATE / "checkpoint-000000009000.pt.unreadable").exists()
 
 
-def test_a_checkpoint_of_another_format_or_shape_is_a_clear_error(run400, tmp_path):
+def test_a_checkpoint_of_another_format_or_shape_is_a_clear_error(run, run400, tmp_path):
     out = _copy(run400, tmp_path / "run")
     latest = list_checkpoints(out / STATE)[-1]
     state = torch.load(latest, weights_only=True)
     torch.save({**state, "version": 1}, latest)
-    done = _run(out, steps=600)
+    done = run(out, steps=600)
     assert done.returncode == 2 and "format 1" in done.stderr
     state["agent"] = {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() else v
                       for k, v in state["agent"].items()}  # one member instead of two
     torch.save(state, latest)
-    done = _run(out, steps=600)
+    done = run(out, steps=600)
     assert done.returncode == 2 and "does not fit this run" in done.stderr
     del state["replay"]
     torch.save(state, latest)
-    done = _run(out, steps=600)
+    done = run(out, steps=600)
     assert done.returncode == 2 and "lacks replay" in done.stderr
 
 
-def test_a_second_process_on_the_same_run_stops_naming_the_holder(tmp_path):
+def test_a_second_process_on_the_same_run_stops_naming_the_holder(train_cmd, run, tmp_path):
     first = subprocess.Popen(train_cmd(tmp_path, steps=20000), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -125,7 +126,7 @@ def test_a_second_process_on_the_same_run_stops_naming_the_holder(tmp_path):
         while not (tmp_path / STATE / ".hflow.lock").exists() and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        second = _run(tmp_path, steps=20000)
+        second = run(tmp_path, steps=20000)
         assert second.returncode == 2
         assert f"pid {first.pid} on host {socket.gethostname()}" in second.stderr
         assert "in use by another hflow process" in second.stderr
@@ -137,17 +138,17 @@ def test_a_second_process_on_the_same_run_stops_naming_the_holder(tmp_path):
         assert len(lock.fds) == 2
 
 
-def test_stale_temp_files_of_interrupted_writes_are_removed(run400, tmp_path):
+def test_stale_temp_files_of_interrupted_writes_are_removed(run, run400, tmp_path):
     out = _copy(run400, tmp_path / "run")
     leftovers = [out / STATE / ".checkpoint-000000000600.pt.abc123.tmp",
                  out / "seed0" / ".metrics.csv.xyz.tmp"]
     for path in leftovers:
         path.write_bytes(b"x" * 1000)
-    assert _run(out, steps=600).returncode == 0
+    assert run(out, steps=600).returncode == 0
     assert not any(p.exists() for p in leftovers)
 
 
-def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tmp_path, monkeypatch):
+def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tiny, tmp_path, monkeypatch):
     cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 400},
                   sets=tiny("hiro", ["task.name=PointMazeSingle", "train.eval_every=200"]))
     Trainer(cfg, tmp_path, progress=False).run()
@@ -168,47 +169,15 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tmp_path,
     assert not list((tmp_path / STATE).glob(".*.tmp"))
 
 
-def test_numbers_are_read_as_researchers_write_them():
-    cfg = resolve("hiro", sets=["td3.actor_lr=1e-4", "td3.critic_lr=3E-3", "td3.tau=5e-3"])
-    assert (cfg.td3.actor_lr, cfg.td3.critic_lr, cfg.td3.tau) == (1e-4, 3e-3, 5e-3)
-    for bad, message in [("td3.actor_lr=-1e-4", "must be > 0"),
-                         ("td3.critic_lr=.inf", "finite"),
-                         ("task.eval_target=[.nan, 8]", "finite numbers"),
-                         ("td3.batch_size=5000", "larger than 'hi.buffer_size'"),
-                         ("lo.explore_sigma=-0.1", "must be >= 0")]:
-        sets = ["hi.buffer_size=2000"] if "batch_size" in bad else []
-        with pytest.raises(ConfigError, match=message):
-            resolve("hiro", sets=[*sets, bad])
 
 
-def test_conflicts_and_malformed_input_are_one_line_errors(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="'model' is given twice"):
-        resolve("hiro", sets=["model=ours"])
-    with pytest.raises(ConfigError, match="'train.steps' is given twice"):
-        resolve("hiro", options={"train.steps": 1000}, sets=["train.steps=2000"])
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("td3:\n  gamma: [0.9\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: cannot read YAML at line \d"):
-        resolve("hiro", file=bad_yaml)
-    twice = tmp_path / "twice.yaml"
-    twice.write_text("td3:\n  gamma: 0.9\n  gamma: 0.95\n")
-    with pytest.raises(ConfigError, match=r"key 'gamma' is given twice \(line 3"):
-        resolve("hiro", file=twice)
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    assert main(["train", "--model", "hiro", "--task", "PointMazeSingle", "--steps", "200",
-                 "--out", str(blocker / "run"), *[a for s in tiny() for a in ("--set", s)],
-                 "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert f"cannot create directory {blocker}" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
 
 
-def test_metrics_of_a_completed_run_survive_a_rerun(run400, tmp_path):
+def test_metrics_of_a_completed_run_survive_a_rerun(run, run400, tmp_path):
     """Rerunning a finished command changes nothing (it resumes at its last step)."""
     out = _copy(run400, tmp_path / "run")
     rows = read_metrics(out / "seed1" / "metrics.csv")
-    assert _run(out, steps=400).returncode == 0
+    assert run(out, steps=400).returncode == 0
     after = read_metrics(out / "seed1" / "metrics.csv")
     assert [{k: v for k, v in r.items() if k != "wall_s"} for r in after] == \
         [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]

@@ -1,4 +1,9 @@
-"""Shared settings for CI-sized training runs: tiny networks, short episodes, few evals."""
+"""Shared settings for CI-sized training runs (tiny networks, short episodes, few evals), as
+the fixtures `tiny` and `train_cmd`."""
+
+import sys
+
+import pytest
 
 TINY = [
     "hi.actor=[16,16]", "hi.critic=[16,16]", "lo.actor=[16,16]", "lo.critic=[16,16]",
@@ -9,7 +14,7 @@ TINY = [
 ]
 
 
-def tiny(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
+def tiny_sets(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
     """--set assignments for a tiny run; flow keys only for flow models."""
     from hflow.agents.registry import get_preset
 
@@ -17,11 +22,22 @@ def tiny(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
     return [s for s in TINY if flow or not s.startswith("flow.")] + list(extra or [])
 
 
-def train_cmd(out, steps=600, seeds="0,1", extra=(), model="hiro", task="PointMazeSingle"):
+def train_command(out, steps=600, seeds="0,1", extra=(), model="hiro",
+                  task="PointMazeSingle") -> list[str]:
     """The `hflow train` command line of a tiny run (evaluations every 200 steps)."""
-    import sys
-
-    sets = tiny(model, ["train.eval_every=200", *extra])
+    sets = tiny_sets(model, ["train.eval_every=200", *extra])
     return [sys.executable, "-m", "hflow.cli", "train", "--model", model, "--task", task,
             "--seeds", seeds, "--steps", str(steps), "--out", str(out), "--no-progress",
             *[a for s in sets for a in ("--set", s)]]
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """tiny(model, extra): the --set assignments of a tiny run of `model`."""
+    return tiny_sets
+
+
+@pytest.fixture(scope="session")
+def train_cmd():
+    """train_cmd(out, steps, seeds, extra, model, task): a tiny run's command line."""
+    return train_command

@@ -1,4 +1,5 @@
-"""The training loop: HIRO's correction, resume after a kill, NaN guard, determinism, config."""
+"""The training loop: K members equal separate runs, determinism, resume after a kill, the NaN
+guard, every preset trains, rollouts of the saved policy, TensorBoard."""
 
 import json
 import os
@@ -9,62 +10,22 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import tiny, train_cmd
 
-from hflow.agents.corrections import HiroCorrection
 from hflow.agents.hiro import HierarchicalAgent
+from hflow.agents.registry import PRESETS
 from hflow.checkpoint import list_checkpoints
 from hflow.cli import main
-from hflow.config import ConfigError
-from hflow.envs import get_task, goal_space
 from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
 from hflow.resolve import resolve
-from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 
 
-class KnownLowLevel(torch.nn.Module):
-    """A low level we know: a = clip(0.5 * g_xy), whatever the state."""
+@pytest.fixture(scope="session")
+def cmd(train_cmd):
+    def make(out, steps=600, seeds="0,1", extra=()):
+        return train_cmd(out, steps, seeds, extra)
 
-    def forward(self, obs):
-        goal_xy = obs[..., -3:-1]  # PointMaze: obs (7) + goal (x, y, z)
-        return (0.5 * goal_xy).clamp(-1, 1)
-
-    def forward_candidates(self, state_in, goals):
-        return (0.5 * goals[..., :2]).clamp(-1, 1)
-
-
-def test_hiro_correction_finds_a_goal_closer_than_the_stale_one():
-    cfg = resolve("hiro", sets=tiny("hiro", ["task.name=PointMazeSingle"]))
-    task = get_task("PointMazeSingle")
-    agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=[0, 1])
-    agent.lo.actor = KnownLowLevel()
-    c, batch = cfg.hierarchy.c, 16
-    rng = np.random.default_rng(0)
-    true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 2)), dtype=torch.float32)
-    states = torch.zeros(2, batch, c + 1, 7)
-    states[..., :3] = torch.tensor(rng.uniform(-3, 3, (2, batch, 1, 3)), dtype=torch.float32)
-    actions = torch.zeros(2, batch, c, 2)
-    goal = true_goal.clone()
-    for i in range(c):  # roll the segment under the known policy: s' = s + 0.2 a
-        obs = torch.cat([states[:, :, i], goal], dim=-1)
-        actions[:, :, i] = agent.lo.actor(obs)
-        states[:, :, i + 1] = states[:, :, i]
-        states[:, :, i + 1, :2] += 0.2 * actions[:, :, i]
-        goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
-    stale = true_goal + torch.tensor([3.0, -3.0])  # what an older high level asked for
-    batch_ = {"states": states, "actions": actions, "goal": stale}
-    # sigma 0.25 x the point's half-range 10: candidates spread +-2.5, as on the goal scale
-    # of the stale offset
-    relabelled = HiroCorrection(8, 0.25)(agent, batch_, MemberRNG([0, 1], "correction"))
-    err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
-    err_old = (stale - true_goal)[..., :2].norm(dim=-1)
-    assert (err_new < err_old).all()
-    assert err_new.mean() < 0.5 * err_old.mean()
-
-
-def _cmd(out, steps=600, seeds="0,1", extra=()):
-    return train_cmd(out, steps, seeds, extra)
+    return make
 
 
 def _metrics(out, seed):
@@ -80,14 +41,14 @@ def _same(rows_a, rows_b):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(cmd, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    subprocess.run(_cmd(out), check=True)
+    subprocess.run(cmd(out), check=True)
     return out
 
 
-def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
-    subprocess.run(_cmd(tmp_path), check=True)
+def test_same_seeds_give_identical_metrics(cmd, uninterrupted, tmp_path):
+    subprocess.run(cmd(tmp_path), check=True)
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
     rows = read_metrics(uninterrupted / "seed0" / "metrics.csv")
@@ -103,8 +64,8 @@ def test_same_seeds_give_identical_metrics(uninterrupted, tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_to_identical_metrics(uninterrupted, tmp_path, sig):
-    proc = subprocess.Popen(_cmd(tmp_path))
+def test_killed_run_resumes_to_identical_metrics(cmd, uninterrupted, tmp_path, sig):
+    proc = subprocess.Popen(cmd(tmp_path))
     state = tmp_path / "state-seeds-0-1"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -115,49 +76,49 @@ def test_killed_run_resumes_to_identical_metrics(uninterrupted, tmp_path, sig):
     os.kill(proc.pid, sig)
     proc.wait()
     assert not (tmp_path / "seed0" / "policy.pt").exists()
-    done = subprocess.run(_cmd(tmp_path), check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd(tmp_path), check=True, capture_output=True, text=True)
     assert "resumed from" in done.stdout
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
-def test_env_threads_give_identical_metrics(uninterrupted, tmp_path):
-    subprocess.run(_cmd(tmp_path, extra=["train.env_threads=2"]), check=True)
+def test_env_threads_give_identical_metrics(cmd, uninterrupted, tmp_path):
+    subprocess.run(cmd(tmp_path, extra=["train.env_threads=2"]), check=True)
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_previous(uninterrupted, tmp_path):
-    subprocess.run(_cmd(tmp_path, steps=400), check=True)
+def test_corrupt_latest_checkpoint_falls_back_to_previous(cmd, uninterrupted, tmp_path):
+    subprocess.run(cmd(tmp_path, steps=400), check=True)
     latest = list_checkpoints(tmp_path / "state-seeds-0-1")[-1]
     assert latest.name.endswith("000000400.pt")
     latest.write_bytes(latest.read_bytes()[:1000])  # a torn write
-    done = subprocess.run(_cmd(tmp_path), check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd(tmp_path), check=True, capture_output=True, text=True)
     assert "cannot be read" in done.stderr and "falling back" in done.stderr
     assert "at step 200" in done.stdout
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
-def test_sparser_checkpoints_resume_to_identical_metrics(uninterrupted, tmp_path):
+def test_sparser_checkpoints_resume_to_identical_metrics(cmd, uninterrupted, tmp_path):
     """Checkpoints every 400 steps: a run stopped at 400 resumes there, metrics unchanged."""
-    subprocess.run(_cmd(tmp_path, steps=400, extra=["train.checkpoint_every=400"]), check=True)
+    subprocess.run(cmd(tmp_path, steps=400, extra=["train.checkpoint_every=400"]), check=True)
     kept = [p.name for p in list_checkpoints(tmp_path / "state-seeds-0-1")]
     assert kept == ["checkpoint-000000000000.pt", "checkpoint-000000000400.pt"]
-    subprocess.run(_cmd(tmp_path, extra=["train.checkpoint_every=400"]), check=True)
+    subprocess.run(cmd(tmp_path, extra=["train.checkpoint_every=400"]), check=True)
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
-def test_resume_refuses_a_different_configuration(uninterrupted, tmp_path):
-    subprocess.run(_cmd(tmp_path, steps=200), check=True)
-    bad = subprocess.run(_cmd(tmp_path, extra=["td3.gamma=0.9"]), capture_output=True,
+def test_resume_refuses_a_different_configuration(cmd, uninterrupted, tmp_path):
+    subprocess.run(cmd(tmp_path, steps=200), check=True)
+    bad = subprocess.run(cmd(tmp_path, extra=["td3.gamma=0.9"]), capture_output=True,
                          text=True)
     assert bad.returncode == 2
     assert "td3.gamma: 0.99 -> 0.9" in bad.stderr
 
 
-def test_non_finite_loss_stops_with_step_member_and_loss(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_step_member_and_loss(tiny, tmp_path, monkeypatch):
     cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 600},
                   sets=tiny("hiro", ["task.name=PointMazeSingle"]))
     original = HierarchicalAgent.intrinsic_reward
@@ -183,48 +144,10 @@ def test_non_finite_loss_stops_with_step_member_and_loss(tmp_path, monkeypatch):
                if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
-def test_config_errors_name_key_value_and_allowed(capsys):
-    with pytest.raises(ConfigError, match=r"did you mean 'td3\.gamma'"):
-        resolve("hiro", sets=["td3.gama=0.9"])
-    with pytest.raises(ConfigError, match="'hierarchy.correction' = 'hirro': allowed values: "
-                                          "none, hiro, flow"):
-        resolve("hiro", sets=["hierarchy.correction=hirro"])
-    with pytest.raises(ConfigError, match=r"'td3.batch_size' = 'big': expected an integer"):
-        resolve("hiro", sets=["td3.batch_size=big"])
-    with pytest.raises(ConfigError, match="must be a multiple of 'task.episode_steps'"):
-        resolve("hiro", sets=["train.eval_every=1234"])
-    assert main(["train", "--model", "hiro", "--out", "x", "--set", "lo.polcy=flow"]) == 2
-    assert "did you mean 'lo.policy'" in capsys.readouterr().err
-    assert main(["train", "--model", "hiro", "--seeds", "a,b", "--out", "x"]) == 2
 
 
-def test_print_config_resolves_preset_and_overrides(capsys):
-    assert main(["train", "--model", "hiro", "--task", "AntFallMulti", "--hi", "8", "--lo", "8",
-                 "--set", "td3.batch_size=256", "--print-config"]) == 0
-    out = capsys.readouterr().out
-    assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
-    assert main(["train", "--help-config"]) == 0
-    listed = capsys.readouterr().out
-    assert "hierarchy.correction = 'hiro'  # one of none|hiro|flow; off-policy" in listed
-    assert "td3.tau = 0.005  # > 0; <= 1; target network update rate" in listed
 
 
-def test_options_json_layers_under_flags_and_saves_as_a_config_file(tmp_path, capsys):
-    """The workflow's way in: --options (JSON) under the flags; --save-options keeps them as a
-    YAML file that --config reads back to the same run."""
-    options = '{"task.name": "AntFallMulti", "td3.batch_size": 64, "model": "lsp"}'
-    saved = tmp_path / "jobs" / "job.yaml"
-    assert main(["train", "--options", options, "--hi", "8", "--save-options", str(saved),
-                 "--set", "td3.gamma=0.9", "--print-config"]) == 0
-    printed = capsys.readouterr().out
-    assert "batch_size: 64" in printed and "name: AntFallMulti" in printed and "hi: 8" in printed
-    assert "gamma: 0.9" in printed
-    assert main(["train", "--config", str(saved), "--print-config"]) == 0
-    assert capsys.readouterr().out == printed
-    assert main(["train", "--options", "{oops", "--out", "x"]) == 2
-    assert "--options is not valid JSON" in capsys.readouterr().err
-    assert main(["train", "--options", "[1, 2]", "--out", "x"]) == 2
-    assert "must be a JSON object" in capsys.readouterr().err
 
 
 def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path, capsys):
@@ -278,10 +201,10 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
     assert main(["rollout", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
 
 
-def test_tensorboard_holds_the_metrics_and_every_loss_value(tmp_path):
+def test_tensorboard_holds_the_metrics_and_every_loss_value(cmd, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    subprocess.run(_cmd(tmp_path, steps=400, extra=["train.tensorboard=true"]), check=True)
+    subprocess.run(cmd(tmp_path, steps=400, extra=["train.tensorboard=true"]), check=True)
     events = EventAccumulator(str(tmp_path / "seed1" / "tensorboard"))
     events.Reload()
     rows = read_metrics(tmp_path / "seed1" / "metrics.csv")
@@ -291,3 +214,41 @@ def test_tensorboard_holds_the_metrics_and_every_loss_value(tmp_path):
     # the low-level critic updates every step from the end of the 100-step warm-up
     assert [e.step for e in events.Scalars("loss/lo_critic")] == list(range(100, 401))
     assert "metrics/eval_success_0_8" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("model", list(PRESETS))
+def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve(model, options={"task.name": "BallPushSingle", "train.seeds": [0, 1],
+                                  "train.steps": 400}, sets=tiny(model))
+    Trainer(cfg, tmp_path, progress=False).run()
+    for seed in (0, 1):
+        rows = read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")
+        assert [r["step"] for r in rows] == [0, 200, 400]
+        last = rows[-1]
+        for col in ("eval_reward", "lo_critic", "lo_actor", "hi_critic", "hi_actor"):
+            assert last[col] == last[col] and abs(last[col]) < 1e6, (model, col, last[col])
+        assert (last["hi_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
+
+
+def _weights(trainer, member):
+    actor = trainer.agent.lo.actor.net
+    return [layer.weight[member].detach().clone() for layer in actor.layers]
+
+
+def test_k_members_match_separate_runs(tiny, tmp_path):
+    """K = 2 with seeds (3, 4) against K = 1 runs of 3 and of 4, over the first updates."""
+    sets = tiny("hiro", ["task.name=PointMazeSingle", "train.steps=300"])
+    group = Trainer(resolve("hiro", options={"train.seeds": [3, 4]}, sets=sets),
+                    tmp_path / "group", progress=False)
+    group.run()
+    for k, seed in enumerate((3, 4)):
+        alone = Trainer(resolve("hiro", options={"train.seeds": [seed]}, sets=sets),
+                        tmp_path / f"alone{seed}", progress=False)
+        alone.run()
+        for wg, wa in zip(_weights(group, k), _weights(alone, 0)):
+            assert torch.allclose(wg, wa, atol=1e-5), (seed, (wg - wa).abs().max())
+        rows_g, rows_a = group.metrics[k].rows, alone.metrics[0].rows
+        for rg, ra in zip(rows_g, rows_a, strict=True):
+            for col in ("eval_reward", "train_return", "lo_critic", "hi_critic"):
+                assert np.isclose(rg[col], ra[col], rtol=1e-4, equal_nan=True), (seed, col)

@@ -1,0 +1,129 @@
+"""The run config: keys, types, choices and bounds, layering, files, presets and Table II's
+flags."""
+
+
+import pytest
+
+from hflow.agents.registry import PRESETS, table2_markdown
+from hflow.cli import main
+from hflow.config import ConfigError
+from hflow.resolve import resolve
+
+
+def test_config_errors_name_key_value_and_allowed(capsys):
+    with pytest.raises(ConfigError, match=r"did you mean 'td3\.gamma'"):
+        resolve("hiro", sets=["td3.gama=0.9"])
+    with pytest.raises(ConfigError, match="'hierarchy.correction' = 'hirro': allowed values: "
+                                          "none, hiro, flow"):
+        resolve("hiro", sets=["hierarchy.correction=hirro"])
+    with pytest.raises(ConfigError, match=r"'td3.batch_size' = 'big': expected an integer"):
+        resolve("hiro", sets=["td3.batch_size=big"])
+    with pytest.raises(ConfigError, match="must be a multiple of 'task.episode_steps'"):
+        resolve("hiro", sets=["train.eval_every=1234"])
+    assert main(["train", "--model", "hiro", "--out", "x", "--set", "lo.polcy=flow"]) == 2
+    assert "did you mean 'lo.policy'" in capsys.readouterr().err
+    assert main(["train", "--model", "hiro", "--seeds", "a,b", "--out", "x"]) == 2
+
+
+def test_print_config_resolves_preset_and_overrides(capsys):
+    assert main(["train", "--model", "hiro", "--task", "AntFallMulti", "--hi", "8", "--lo", "8",
+                 "--set", "td3.batch_size=256", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 256" in out and "name: AntFallMulti" in out and "hi: 8" in out
+    assert main(["train", "--help-config"]) == 0
+    listed = capsys.readouterr().out
+    assert "hierarchy.correction = 'hiro'  # one of none|hiro|flow; off-policy" in listed
+    assert "td3.tau = 0.005  # > 0; <= 1; target network update rate" in listed
+
+
+def test_options_json_layers_under_flags_and_saves_as_a_config_file(tmp_path, capsys):
+    """The workflow's way in: --options (JSON) under the flags; --save-options keeps them as a
+    YAML file that --config reads back to the same run."""
+    options = '{"task.name": "AntFallMulti", "td3.batch_size": 64, "model": "lsp"}'
+    saved = tmp_path / "jobs" / "job.yaml"
+    assert main(["train", "--options", options, "--hi", "8", "--save-options", str(saved),
+                 "--set", "td3.gamma=0.9", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "batch_size: 64" in printed and "name: AntFallMulti" in printed and "hi: 8" in printed
+    assert "gamma: 0.9" in printed
+    assert main(["train", "--config", str(saved), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    assert main(["train", "--options", "{oops", "--out", "x"]) == 2
+    assert "--options is not valid JSON" in capsys.readouterr().err
+    assert main(["train", "--options", "[1, 2]", "--out", "x"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
+
+
+def test_numbers_are_read_as_researchers_write_them():
+    cfg = resolve("hiro", sets=["td3.actor_lr=1e-4", "td3.critic_lr=3E-3", "td3.tau=5e-3"])
+    assert (cfg.td3.actor_lr, cfg.td3.critic_lr, cfg.td3.tau) == (1e-4, 3e-3, 5e-3)
+    for bad, message in [("td3.actor_lr=-1e-4", "must be > 0"),
+                         ("td3.critic_lr=.inf", "finite"),
+                         ("task.eval_target=[.nan, 8]", "finite numbers"),
+                         ("td3.batch_size=5000", "larger than 'hi.buffer_size'"),
+                         ("lo.explore_sigma=-0.1", "must be >= 0")]:
+        sets = ["hi.buffer_size=2000"] if "batch_size" in bad else []
+        with pytest.raises(ConfigError, match=message):
+            resolve("hiro", sets=[*sets, bad])
+
+
+def test_conflicts_and_malformed_input_are_one_line_errors(tiny, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="'model' is given twice"):
+        resolve("hiro", sets=["model=ours"])
+    with pytest.raises(ConfigError, match="'train.steps' is given twice"):
+        resolve("hiro", options={"train.steps": 1000}, sets=["train.steps=2000"])
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("td3:\n  gamma: [0.9\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: cannot read YAML at line \d"):
+        resolve("hiro", file=bad_yaml)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("td3:\n  gamma: 0.9\n  gamma: 0.95\n")
+    with pytest.raises(ConfigError, match=r"key 'gamma' is given twice \(line 3"):
+        resolve("hiro", file=twice)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["train", "--model", "hiro", "--task", "PointMazeSingle", "--steps", "200",
+                 "--out", str(blocker / "run"), *[a for s in tiny() for a in ("--set", s)],
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create directory {blocker}" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_table2_comes_from_the_preset_flags(capsys):
+    table = table2_markdown()
+    assert "| Our model | O | O |" in table and "| HIRO | O | X |" in table
+    assert "| LSP | X | O |" in table and "| Ma et al. | X | O |" in table
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "| Our model | O | O |" in out and "ours_goal_conditioned" in out
+
+
+def test_table2_flags_are_read_from_the_resolved_config():
+    """A preset that leaves a key at its default gets the default's flag (HIRO's correction
+    is the config default), and every flag agrees with resolving the preset."""
+    from hflow.agents.registry import Preset
+
+    bare = Preset("bare", "bare", "Bare", "defaults only", {})
+    assert bare.off_policy_correction and not bare.fdgm
+    flow_only = Preset("flow_only", "f", "F", "flow, correction left at its default",
+                       {"lo.policy": "flow"})
+    assert flow_only.off_policy_correction and flow_only.fdgm
+    for name, preset in PRESETS.items():
+        cfg = resolve(name)
+        assert preset.off_policy_correction == (cfg.hierarchy.correction != "none"), name
+        assert preset.fdgm == (cfg.lo.policy == "flow"), name
+
+
+def test_bad_presets_and_options():
+    with pytest.raises(ConfigError, match="unknown model preset 'our'; presets: ours, hiro"):
+        resolve("our")
+    with pytest.raises(ConfigError, match="'hierarchy.correction' = flow .* model 'hiro'"):
+        resolve("hiro", sets=["hierarchy.correction=flow"])
+    with pytest.raises(ConfigError, match="'flow.reduce' does not apply to model 'hiro'"):
+        resolve("hiro", sets=["flow.reduce=mean"])
+    with pytest.raises(ConfigError, match="'flow.inverse' only acts with hierarchy.correction "
+                                          "= flow; model 'lsp' uses"):
+        resolve("lsp", sets=["flow.inverse=alg2"])
+    with pytest.raises(ConfigError, match="flow models need lo >= 8"):
+        resolve("ours", sets=["task.lo=6"])

@@ -1,0 +1,142 @@
+"""Off-policy corrections: HIRO's candidates and the flow's exact inverse (Algorithms 1, 2)."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from hflow.agents.corrections import FlowInverseCorrection, HiroCorrection
+from hflow.agents.hiro import HierarchicalAgent
+from hflow.envs import get_task, goal_space
+from hflow.nets.flow import squash
+from hflow.resolve import resolve
+from hflow.seeding import MemberRNG
+
+
+class KnownLowLevel(torch.nn.Module):
+    """A low level we know: a = clip(0.5 * g_xy), whatever the state."""
+
+    def forward(self, obs):
+        goal_xy = obs[..., -3:-1]  # PointMaze: obs (7) + goal (x, y, z)
+        return (0.5 * goal_xy).clamp(-1, 1)
+
+    def forward_candidates(self, state_in, goals):
+        return (0.5 * goals[..., :2]).clamp(-1, 1)
+
+
+def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
+    cfg = resolve("hiro", sets=tiny("hiro", ["task.name=PointMazeSingle"]))
+    task = get_task("PointMazeSingle")
+    agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=[0, 1])
+    agent.lo.actor = KnownLowLevel()
+    c, batch = cfg.hierarchy.c, 16
+    rng = np.random.default_rng(0)
+    true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 2)), dtype=torch.float32)
+    states = torch.zeros(2, batch, c + 1, 7)
+    states[..., :3] = torch.tensor(rng.uniform(-3, 3, (2, batch, 1, 3)), dtype=torch.float32)
+    actions = torch.zeros(2, batch, c, 2)
+    goal = true_goal.clone()
+    for i in range(c):  # roll the segment under the known policy: s' = s + 0.2 a
+        obs = torch.cat([states[:, :, i], goal], dim=-1)
+        actions[:, :, i] = agent.lo.actor(obs)
+        states[:, :, i + 1] = states[:, :, i]
+        states[:, :, i + 1, :2] += 0.2 * actions[:, :, i]
+        goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
+    stale = true_goal + torch.tensor([3.0, -3.0])  # what an older high level asked for
+    batch_ = {"states": states, "actions": actions, "goal": stale}
+    # sigma 0.25 x the point's half-range 10: candidates spread +-2.5, as on the goal scale
+    # of the stale offset
+    relabelled = HiroCorrection(8, 0.25)(agent, batch_, MemberRNG([0, 1], "correction"))
+    err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
+    err_old = (stale - true_goal)[..., :2].norm(dim=-1)
+    assert (err_new < err_old).all()
+    assert err_new.mean() < 0.5 * err_old.mean()
+
+
+@pytest.fixture(scope="session")
+def ours_agent(tiny):
+    def make(model="ours", members=2):
+        seeds = [0, 1][:members]
+        cfg = resolve(model, options={"task.name": "AntPushSingle", "train.seeds": seeds},
+                      sets=tiny(model))
+        task = get_task("AntPushSingle")
+        agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=seeds)
+        torch.manual_seed(3)
+        with torch.no_grad():  # move the low level off its near-identity init: conditions matter
+            for p in agent.lo.actor.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        return cfg, agent
+
+    return make
+
+
+def _segments(agent, cfg, batch=32, seed=0):
+    """Segments acted by the current low level (no noise) from known true goals."""
+    gen = torch.Generator().manual_seed(seed)
+    K, c, o, lo = 2, cfg.hierarchy.c, agent.obs_dim, agent.lo_dim
+    # A random walk: rolled goals stay near the range, as in real segments.
+    steps = torch.randn(K, batch, c + 1, o, generator=gen) * 0.05
+    states = torch.randn(K, batch, 1, o, generator=gen) + steps.cumsum(dim=2)
+    true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.goal_scale
+    actions, conds = [], []
+    goal = true_goal
+    for i in range(c):
+        a, extras = agent.act_lo(states[:, :, i], goal)
+        actions.append(a)
+        conds.append(extras["cond"])
+        goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
+    return states, torch.stack(actions, 2), torch.stack(conds, 2), true_goal
+
+
+@pytest.mark.parametrize("reduce", ["first", "mean"])
+def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce):
+    cfg, agent = ours_agent()
+    states, actions, cond, true_goal = _segments(agent, cfg)
+    stale = (2 * torch.rand_like(true_goal) - 1) * agent.goal_scale
+    batch = {"states": states, "actions": actions, "cond": cond, "goal": stale}
+    out = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    d = agent.action_dim
+    assert torch.allclose(out[..., :d], true_goal[..., :d], atol=1e-3)
+    assert torch.equal(out[..., d:], stale[..., d:])  # elements beyond d keep stored values
+    delta = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch, None)
+    s_lo = agent.subgoal_part(states)
+    delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.goal_scale[d:]
+    assert torch.allclose(delta[..., :d], out[..., :d])
+    assert torch.allclose(delta[..., d:], torch.maximum(torch.minimum(delta_s, scale), -scale))
+
+
+def test_alg2_recovers_the_goal_when_the_stored_goal_is_true(ours_agent):
+    cfg, agent = ours_agent()
+    states, actions, cond, true_goal = _segments(agent, cfg)
+    batch = {"states": states, "actions": actions, "cond": cond, "goal": true_goal}
+    out = FlowInverseCorrection("alg2", "mean")(agent, batch, None)
+    assert torch.allclose(out, true_goal, atol=1e-3)
+    # With a stale goal the recomputed condition differs: alg2 is not alg1.
+    batch["goal"] = true_goal.flip(1)
+    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch, None)
+                              [..., :8], true_goal[..., :8], atol=1e-2)
+
+
+@pytest.mark.parametrize("inverse", ["alg1", "alg2"])
+def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, inverse):
+    cfg, agent = ours_agent()
+    states, actions, cond, true_goal = _segments(agent, cfg)
+    before = [p.detach().clone() for p in agent.lo.actor.parameters()]
+    for _ in range(4):  # change the low level: the stored goals are now stale
+        obs = agent.lo_input(states[:, :, 0], true_goal)
+        agent.lo.update(obs, actions[:, :, 0], torch.randn(2, 32, 1), obs,
+                        MemberRNG([0, 1], "noise"))
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.lo.actor.parameters()))
+    batch = {"states": states, "actions": actions, "cond": cond, "goal": true_goal}
+    relabelled = FlowInverseCorrection(inverse, "first")(agent, batch, None)
+    actor = agent.lo.actor
+    with torch.no_grad():
+        if inverse == "alg1":
+            c0 = cond[:, :, 0]
+        else:
+            c0 = actor.condition(agent.lo_input(states[:, :, 0], true_goal))
+        x = relabelled[..., :agent.action_dim] / actor.x_scale
+        reproduced = squash(actor.flow(x, c0)[0], actor.action_high)
+    assert torch.allclose(reproduced, actions[:, :, 0], atol=1e-3)
+    moved = (relabelled[..., :8] - true_goal[..., :8]).abs().max()
+    assert moved > 1e-4  # the update really moved the goal that explains the action
