@@ -45,7 +45,7 @@ def main() -> None:
         correction = agent.correction
         if not isinstance(correction, HiroCorrection):
             raise SystemExit(f"{cfg.model} does not use HIRO's correction")
-        batch = trainer.hi_buffer.sample(args.batch, BlockedRNG(trainer.seeds, "diagnostics"))
+        batch = trainer.high_buffer.sample(args.batch, BlockedRNG(trainer.seeds, "diagnostics"))
         with torch.no_grad():
             states, actions, goal = batch["states"], batch["actions"], batch["goal"]
             cands = correction.candidates(agent, states, goal,
@@ -53,7 +53,7 @@ def main() -> None:
             scores = correction.score(agent, states, actions, cands)
         best = scores.argmax(dim=-1)  # [K, B]
         chosen = cands.gather(2, best[..., None, None].expand(-1, -1, 1, goal.shape[-1]))[:, :, 0]
-        bound = agent.goal_scale[:2]
+        bound = agent.subgoal_bound[:2]
         print(f"{cfg.model} on {cfg.task.name} at step {trainer.step:,}: {args.batch} stored "
               f"segments per seed, {cands.shape[2]} candidates")
         print(f"{'seed':>4} {'stored g':>9} {'delta-s':>8} {'sampled':>8} {'shift xy':>9} "

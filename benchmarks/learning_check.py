@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args()
     h = f"[{args.hidden},{args.hidden}]"
-    sets = [f"hi.actor={h}", f"hi.critic={h}", f"lo.actor={h}", f"lo.critic={h}",
-            "lo.explore_sigma=0.1", "train.eval_every=10000", "train.eval_episodes=20",
+    sets = [f"high.actor={h}", f"high.critic={h}", f"low.actor={h}", f"low.critic={h}",
+            "low.explore_sigma=0.1", "train.eval_every=10000", "train.eval_episodes=20",
             "train.device=cpu", *args.set]
     cfg = resolve(args.model, options={"task.name": args.task, "train.steps": args.steps,
                                        "train.seeds": [int(s) for s in args.seeds.split(",")]},

@@ -43,9 +43,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["hi.actor=[16,16]", "hi.critic=[16,16]", "lo.actor=[16,16]", "lo.critic=[16,16]"]
+TINY = ["high.actor=[16,16]", "high.critic=[16,16]", "low.actor=[16,16]", "low.critic=[16,16]"]
 TINY_FLOW = ["flow.hidden=[16,16]"]
-PHASES = ("env", "act", "sample", "lo_update", "hi_update", "correction", "store")
+PHASES = ("env", "act", "sample", "low_update", "high_update", "correction", "store")
 STEPS_PER_SEED = 10_000_000
 
 
@@ -77,13 +77,18 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         from hflow.config import resolve
     from hflow.train import Trainer
 
+    # Checkouts before the rename spell the levels hi/lo (keys, attributes): measure those too.
+    old = "high.actor" not in all_keys()
+    high, low = ("hi", "lo") if old else ("high", "low")
     base = resolve(model)
     fill = base.td3.batch_size * base.hierarchy.c  # high-level buffer holds one batch
     sets = [f"train.warmup={fill}", "train.eval_episodes=1"]
     if env_threads > 1 and "train.env_threads" in all_keys():  # older checkouts: one thread
         sets.append(f"train.env_threads={env_threads}")
     if tiny:
-        sets += TINY + (TINY_FLOW if get_preset(model).fdgm else [])
+        tiny_sets = [s.replace("high.", "hi.").replace("low.", "lo.") if old else s
+                     for s in TINY]
+        sets += tiny_sets + (TINY_FLOW if get_preset(model).fdgm else [])
     cfg = resolve(model, options={"task.name": task, "train.seeds": list(range(members)),
                                   "train.device": device}, sets=sets)
     with tempfile.TemporaryDirectory() as out:
@@ -92,7 +97,8 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         for _ in range(fill + 20):  # past the warm-up: both levels update from here on
             trainer.advance()
-        assert len(trainer.hi_buffer) >= cfg.td3.batch_size
+        high_buffer, low_buffer = (getattr(trainer, f"{name}_buffer") for name in (high, low))
+        assert len(high_buffer) >= cfg.td3.batch_size
 
         def run_steps() -> float:
             sync()
@@ -108,11 +114,11 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         # honest figure there).
         totals = dict.fromkeys(PHASES, 0.0)
         agent = trainer.agent
-        patches = [(trainer.envs, "step", "env"), (agent, "act_lo", "act"),
-                   (agent, "act_hi", "act"), (trainer.lo_buffer, "sample", "sample"),
-                   (trainer.hi_buffer, "sample", "sample"), (agent, "update_lo", "lo_update"),
-                   (agent, "update_hi", "hi_update"), (agent, "correction", "correction"),
-                   (trainer.lo_buffer, "add", "store"), (trainer.hi_buffer, "add", "store")]
+        patches = [(trainer.envs, "step", "env"), (agent, f"act_{low}", "act"),
+                   (agent, f"act_{high}", "act"), (low_buffer, "sample", "sample"),
+                   (high_buffer, "sample", "sample"), (agent, f"update_{low}", "low_update"),
+                   (agent, f"update_{high}", "high_update"), (agent, "correction", "correction"),
+                   (low_buffer, "add", "store"), (high_buffer, "add", "store")]
         originals = [getattr(obj, name) for obj, name, _ in patches]
         for obj, name, phase in patches:
             setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
@@ -121,21 +127,22 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
             setattr(obj, name, original)
 
         flops = {}
-        for level in ("lo", "hi"):
-            buffer = trainer.lo_buffer if level == "lo" else trainer.hi_buffer
+        for level in ("lo", "hi"):  # random streams keep their names across the rename
+            buffer = low_buffer if level == "lo" else high_buffer
             batch = buffer.sample(cfg.td3.batch_size, trainer.rng[f"replay_{level}"])
             counter = FlopCounterMode(display=False)
             with counter:
                 if level == "lo":
-                    agent.update_lo(batch, trainer.rng["noise_lo"])
+                    getattr(agent, f"update_{low}")(batch, trainer.rng["noise_lo"])
                 else:
-                    agent.update_hi(batch, trainer.rng["noise_hi"], trainer.rng["correction"])
+                    getattr(agent, f"update_{high}")(batch, trainer.rng["noise_hi"],
+                                                     trainer.rng["correction"])
             flops[level] = counter.get_total_flops()
     per_step = {k: 1000 * v / steps for k, v in totals.items()}
-    per_step["hi_update"] -= per_step["correction"]
+    per_step["high_update"] -= per_step["correction"]
     per_step["other"] = 1000 * timed_total / steps - sum(per_step.values())
-    update_s = (totals["lo_update"] + totals["hi_update"]) / steps
-    update_flops = flops["lo"] + flops["hi"] / cfg.hi.update_every
+    update_s = (totals["low_update"] + totals["high_update"]) / steps
+    update_flops = flops["lo"] + flops["hi"] / getattr(cfg, high).update_every
     return {"model": model, "K": members, "sps": steps / total, "ms_per_step": per_step,
             "gflops": update_flops / update_s / 1e9 if update_s else float("nan"),
             "device": str(trainer.device), "hflow": str(Path(hflow.__file__).parent)}
@@ -204,7 +211,7 @@ def main() -> None:
                     if key not in results or r["sps"] > results[key]["sps"]:
                         results[key] = r
 
-    cols = ("env", "act", "sample", "lo_update", "hi_update", "correction", "store", "other")
+    cols = ("env", "act", "sample", "low_update", "high_update", "correction", "store", "other")
     print(f"\n{'checkout':<9} {'model':<10} {'K':>3} {'steps/s/member':>14} {'group':>8} "
           + " ".join(f"{c:>10}" for c in cols) + f" {'GFLOP/s':>8}")
     print(f"{'':<9} {'':<10} {'':>3} {'':>14} {'':>8} " + " ".join(

@@ -28,7 +28,8 @@ from hflow.io import atomic_path
 # policy.pt: 1 (no 'format' key) held all K members' networks and the member's index; 2 holds
 # the seed's own networks, loadable into a one-member agent.
 POLICY_FORMAT = 2
-CHECKPOINT_VERSION = 2  # 2: flat replay rows, blocked random streams, hflow's own Adam
+CHECKPOINT_VERSION = 3  # 2: flat replay rows, blocked random streams, hflow's own Adam;
+#                         3: the levels named high and low, bounds not saved
 REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
                  "env_rng", "losses", "metrics")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")

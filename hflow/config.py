@@ -169,7 +169,7 @@ class HierarchyConfig(Section):
         "new_goal", description="low level's stored next goal at a segment's last step: the "
                                 "goal the high level just chose (HIRO's train.py) or "
                                 "h(s, g, s')")
-    hi_episode_end: Literal["terminal", "bootstrap"] = Field(
+    high_episode_end: Literal["terminal", "bootstrap"] = Field(
         "terminal", description="the high-level segment that ends an episode: stored with "
                                 "discount 0 (HIRO's train.py, episodes reset every 500 steps) "
                                 "or bootstrapped like the others")
@@ -204,8 +204,8 @@ class RunConfig(Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     td3: TD3Config = Field(default_factory=TD3Config)
-    hi: HighLevelConfig = Field(default_factory=HighLevelConfig)
-    lo: LowLevelConfig = Field(default_factory=LowLevelConfig)
+    high: HighLevelConfig = Field(default_factory=HighLevelConfig)
+    low: LowLevelConfig = Field(default_factory=LowLevelConfig)
     hierarchy: HierarchyConfig = Field(default_factory=HierarchyConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
 
@@ -266,8 +266,44 @@ def _explain(key: str, value: Any, err: ValidationError) -> ConfigError:
     return ConfigError(f"config key '{key}' = {value!r}: {why}")
 
 
+# Keys of the old spelling, when the level sections were `hi` and `lo` (the names the paper
+# keeps for the goal sizes, task.hi and task.lo): an error naming the new key, never a guess.
+RENAMED_SECTIONS = {"hi": "high", "lo": "low"}
+RENAMED_KEYS = {"hierarchy.hi_episode_end": "hierarchy.high_episode_end"}
+
+
+def renamed(key: str) -> str | None:
+    """The new name of a key of the old spelling, or None."""
+    first, _, rest = key.partition(".")
+    if first in RENAMED_SECTIONS:
+        return RENAMED_SECTIONS[first] + (f".{rest}" if rest else "")
+    return RENAMED_KEYS.get(key)
+
+
+def rename_old_keys(tree: dict) -> dict:
+    """A nested config of the old spelling in the new one: for records written before the
+    rename (policy.pt format 1), which hflow reads knowing their format."""
+    flat = {renamed(k) or k: v for k, v in flatten(tree).items()}
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *sections, name = key.split(".")
+        scope = nested
+        for section in sections:
+            scope = scope.setdefault(section, {})
+        scope[name] = value
+    return nested
+
+
 def set_key(cfg: RunConfig, key: str, value: Any) -> None:
     """Sets a dotted key ('td3.gamma') with its type, choice and bound checks."""
+    if (new := renamed(key)) is not None:
+        why = ("the levels' sections are 'high' and 'low'; 'hi' and 'lo' name only the goal "
+               "sizes (task.hi, task.lo)")
+        if new in all_keys() or new in RENAMED_SECTIONS.values():
+            raise ConfigError(f"config key '{key}' is now '{new}': {why}")
+        close = difflib.get_close_matches(new, all_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint} ({why})")
     parts = key.split(".")
     scope, prefix = cfg, ""
     for part in parts[:-1]:

@@ -59,11 +59,11 @@ def run_episodes(agent, envs: EnvBatch, seeds: list[int], cfg, device, episodes:
     goal = None
     for t in range(cfg.task.episode_steps):
         if t % cfg.hierarchy.c == 0:
-            goal = agent.act_hi(state, target_t)
+            goal = agent.act_high(state, target_t)
             if trace:
                 here = obs[..., :2]
                 subgoals.append(np.stack([here, here + goal[..., :2].cpu().numpy()], axis=-2))
-        action, _ = agent.act_lo(state, goal)
+        action, _ = agent.act_low(state, goal)
         obs, reward, distance, success = envs.step(action.cpu().numpy())
         next_state = to_device(obs)
         goal = agent.goal_transition(state, goal, next_state)

@@ -24,7 +24,7 @@ from pathlib import Path
 from hflow import HflowError
 from hflow.io import write_text
 
-LOSSES = ("lo_critic", "lo_actor", "hi_critic", "hi_actor", "hi_relabel_shift")
+LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor", "high_relabel_shift")
 METRIC_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance", "train_return",
                   *LOSSES, "steps_per_s", "wall_s")
 TIMING_COLUMNS = ("steps_per_s", "wall_s")

@@ -74,15 +74,15 @@ def validate(cfg: RunConfig) -> None:
     if t.steps % cfg.task.episode_steps:
         raise ConfigError(f"'train.steps' = {t.steps} must be a multiple of "
                           f"'task.episode_steps' = {cfg.task.episode_steps}")
-    if cfg.hi.update_every % h.c and h.c % cfg.hi.update_every:
-        raise ConfigError(f"'hi.update_every' = {cfg.hi.update_every} and 'hierarchy.c' = {h.c} "
-                          f"must divide one another")
-    if cfg.lo.policy == "flow" and goals.lo < spec.robot.nu:
+    if cfg.high.update_every % h.c and h.c % cfg.high.update_every:
+        raise ConfigError(f"'high.update_every' = {cfg.high.update_every} and 'hierarchy.c' = "
+                          f"{h.c} must divide one another")
+    if cfg.low.policy == "flow" and goals.lo < spec.robot.nu:
         raise ConfigError(
             f"'task.lo' = {goals.lo} is below the action size {spec.robot.nu} of {spec.name}: "
             f"the flow maps the first {spec.robot.nu} goal elements to the action, so flow "
             f"models need lo >= {spec.robot.nu}")
-    for level in ("lo", "hi"):
+    for level in ("low", "high"):
         size = get_key(cfg, f"{level}.buffer_size")
         if cfg.td3.batch_size > size:
             raise ConfigError(f"'td3.batch_size' = {cfg.td3.batch_size} is larger than "

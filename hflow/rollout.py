@@ -18,10 +18,14 @@ import torch
 
 from hflow import HflowError
 from hflow.checkpoint import POLICY_FORMAT
+from hflow.config import rename_old_keys
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
 from hflow.resolve import from_dict
+
+# format 1 saved the actors' bounds with their weights; they now come from the task
+FORMAT1_BOUNDS = ("high", "action_high", "x_scale")
 
 
 def load_policy(seed_dir: str | Path):
@@ -38,13 +42,18 @@ def load_policy(seed_dir: str | Path):
     if version not in (1, POLICY_FORMAT):
         raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 1 "
                          f"and {POLICY_FORMAT}")
-    cfg = from_dict(saved["config"])
+    if version == 1:  # written before the levels were named high and low
+        cfg = from_dict(rename_old_keys(saved["config"]))
+        seeds, member = saved["seeds"], saved["member"]
+        nets = {new: {k: v for k, v in saved["nets"][old].items() if k not in FORMAT1_BOUNDS}
+                for new, old in (("high_actor", "hi_actor"), ("low_actor", "lo_actor"))}
+    else:
+        cfg, seeds, member, nets = from_dict(saved["config"]), [saved["seed"]], 0, saved["nets"]
     task = get_task(cfg.task.name)
     goals = goal_space(task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
-    seeds, member = (saved["seeds"], saved["member"]) if version == 1 else ([saved["seed"]], 0)
     agent = HierarchicalAgent(cfg, task, goals, seeds)
-    agent.hi.actor.load_state_dict(saved["nets"]["hi_actor"])
-    agent.lo.actor.load_state_dict(saved["nets"]["lo_actor"])
+    agent.high.actor.load_state_dict(nets["high_actor"])
+    agent.low.actor.load_state_dict(nets["low_actor"])
     return agent.eval(), cfg, member, seeds
 
 
@@ -66,7 +75,7 @@ def subgoal_stats(cfg, runs) -> list[dict]:
     subgoals with x or y at the bound, and the low level's miss: the x-y distance between a
     subgoal's position and where the robot was c steps later (0: it got there)."""
     c = cfg.hierarchy.c
-    bound = np.array(agent_goals(cfg).subgoal_half_range[:2])
+    bound = np.array(agent_goals(cfg).subgoal_bound[:2])
     success_distance = get_task(cfg.task.name).success_distance
     rows = []
     for target in dict.fromkeys(r["target"] for r in runs):

@@ -23,6 +23,7 @@ import torch
 
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent
+from hflow.bounds import clip_to_bound
 from hflow.checkpoint import CHECKPOINT_VERSION, POLICY_FORMAT, CheckpointError, load_latest, save
 from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
@@ -102,8 +103,8 @@ class Trainer:
 
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
         low, high = self.agent.replay_fields()
-        self.lo_buffer = ReplayBuffer(self.K, cfg.lo.buffer_size, low, self.device)
-        self.hi_buffer = ReplayBuffer(self.K, cfg.hi.buffer_size, high, self.device)
+        self.low_buffer = ReplayBuffer(self.K, cfg.low.buffer_size, low, self.device)
+        self.high_buffer = ReplayBuffer(self.K, cfg.high.buffer_size, high, self.device)
         # One stream per consumer, drawn in blocks (one generator call per member per block).
         self.rng = {name: BlockedRNG(self.seeds, name, self.device)
                     for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction",
@@ -147,8 +148,9 @@ class Trainer:
             "step": self.step,
             "wall_s": self.wall_offset + (time.monotonic() - self.start_time),
             "agent": self.agent.state_dict(),
-            "optim": {"hi": self.agent.hi.optimizer_state(), "lo": self.agent.lo.optimizer_state()},
-            "replay": {"lo": self.lo_buffer.state_dict(), "hi": self.hi_buffer.state_dict()},
+            "optim": {"high": self.agent.high.optimizer_state(),
+                      "low": self.agent.low.optimizer_state()},
+            "replay": {"low": self.low_buffer.state_dict(), "high": self.high_buffer.state_dict()},
             "rng": {k: v.state_dict() for k, v in self.rng.items()},
             "env_rng": self.envs.rng_states(),
             "losses": self.loss_log.state_dict(),
@@ -185,10 +187,10 @@ class Trainer:
 
     def _load_state(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
-        self.agent.hi.load_optimizer_state(state["optim"]["hi"])
-        self.agent.lo.load_optimizer_state(state["optim"]["lo"])
-        self.lo_buffer.load_state_dict(state["replay"]["lo"])
-        self.hi_buffer.load_state_dict(state["replay"]["hi"])
+        self.agent.high.load_optimizer_state(state["optim"]["high"])
+        self.agent.low.load_optimizer_state(state["optim"]["low"])
+        self.low_buffer.load_state_dict(state["replay"]["low"])
+        self.high_buffer.load_state_dict(state["replay"]["high"])
         for k, v in self.rng.items():
             v.load_state_dict(state["rng"][k])
         self.envs.load_rng_states(state["env_rng"])
@@ -247,12 +249,12 @@ class Trainer:
             self.segment = Segment([self.state], [], {}, self.goal, np.zeros(self.K))
 
         # -- the low level acts (exploration noise, clipped to the action bounds)
-        action, extras = self.agent.act_lo(self.state, self.goal)
+        action, extras = self.agent.act_low(self.state, self.goal)
         if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
-            action = self._uniform(self.agent.action_scale)
+            action = self._uniform(self.agent.action_bound)
         else:
-            action = self._noisy(action, self.rng["explore_lo"], cfg.lo.explore_sigma,
-                                 self.agent.action_scale)
+            action = self._noisy(action, self.rng["explore_lo"], cfg.low.explore_sigma,
+                                 self.agent.action_bound)
         action_np = action.cpu().numpy()
         self._check_finite(action_np)
         obs, reward, _, _ = self.envs.step(action_np)
@@ -269,7 +271,7 @@ class Trainer:
             stored_next_goal = new_goal  # HIRO stores the goal the high level just chose
 
         # -- store: the low-level transition, and the segment once it has c steps
-        self.lo_buffer.add(
+        self.low_buffer.add(
             state=self.state[:, 0], goal=self.goal[:, 0], action=action[:, 0],
             reward=self.agent.intrinsic_reward(carried)[:, 0],
             next_state=next_state[:, 0], next_goal=stored_next_goal[:, 0])
@@ -281,7 +283,7 @@ class Trainer:
         seg.reward += reward[:, 0]
         self.episode_return += reward[:, 0]
         if segment_end:
-            self.hi_buffer.add(
+            self.high_buffer.add(
                 states=torch.stack(seg.states, dim=2)[:, 0],
                 actions=torch.stack(seg.actions, dim=2)[:, 0],
                 goal=seg.goal[:, 0], target=self.target[:, 0],
@@ -312,26 +314,26 @@ class Trainer:
     def _segment_discount(self, episode_end: bool) -> torch.Tensor:
         """[K, 1]: 0 for the segment that ends an episode when the high level treats episode
         ends as terminal (HIRO), else 1."""
-        terminal = episode_end and self.cfg.hierarchy.hi_episode_end == "terminal"
+        terminal = episode_end and self.cfg.hierarchy.high_episode_end == "terminal"
         return torch.full((self.K, 1), 0.0 if terminal else 1.0, device=self.device)
 
     def _pick_goal(self, state: torch.Tensor, step: int) -> torch.Tensor:
         """The high level's goal for the segment starting at `step`, with exploration noise."""
         if step < self.cfg.train.warmup and self.cfg.train.warmup_policy == "uniform":
-            return self._uniform(self.agent.goal_scale)
-        goal = self.agent.act_hi(state, self.target)
-        return self._noisy(goal, self.rng["explore_hi"], self.cfg.hi.explore_sigma,
-                           self.agent.goal_scale)
+            return self._uniform(self.agent.subgoal_bound)
+        goal = self.agent.act_high(state, self.target)
+        return self._noisy(goal, self.rng["explore_hi"], self.cfg.high.explore_sigma,
+                           self.agent.subgoal_bound)
 
     @staticmethod
-    def _noisy(value, rng: BlockedRNG, sigma: float, high: torch.Tensor) -> torch.Tensor:
-        """Gaussian exploration noise, clipped to +-high."""
+    def _noisy(value, rng: BlockedRNG, sigma: float, bound: torch.Tensor) -> torch.Tensor:
+        """Gaussian exploration noise, clipped to +-bound."""
         noise = rng.normal(*value.shape[1:])
-        return torch.clamp(value + sigma * noise, -high, high)
+        return clip_to_bound(value + sigma * noise, bound)
 
-    def _uniform(self, high: torch.Tensor) -> torch.Tensor:
-        """[K, 1, n] uniform over +-high (warm-up with `train.warmup_policy = uniform`)."""
-        return (2 * self.rng["warmup"].uniform(1, high.shape[-1]) - 1) * high
+    def _uniform(self, bound: torch.Tensor) -> torch.Tensor:
+        """[K, 1, n] uniform over +-bound (warm-up with `train.warmup_policy = uniform`)."""
+        return (2 * self.rng["warmup"].uniform(1, bound.shape[-1]) - 1) * bound
 
     def _check_finite(self, action_np: np.ndarray) -> None:
         if not np.isfinite(action_np).all():  # free to check: the action is on the host anyway
@@ -343,16 +345,16 @@ class Trainer:
     def _updates(self) -> None:
         cfg, agent, step = self.cfg, self.agent, self.step
         batch_size = cfg.td3.batch_size
-        if step % cfg.lo.update_every == 0 and len(self.lo_buffer) >= batch_size:
-            batch = self.lo_buffer.sample(batch_size, self.rng["replay_lo"])
-            losses = agent.update_lo(batch, self.rng["noise_lo"])
+        if step % cfg.low.update_every == 0 and len(self.low_buffer) >= batch_size:
+            batch = self.low_buffer.sample(batch_size, self.rng["replay_lo"])
+            losses = agent.update_low(batch, self.rng["noise_lo"])
             for name, value in losses.items():
-                self.loss_log.record(f"lo_{name}", value, step)
-        if step % cfg.hi.update_every == 0 and len(self.hi_buffer) >= batch_size:
-            batch = self.hi_buffer.sample(batch_size, self.rng["replay_hi"])
-            losses = agent.update_hi(batch, self.rng["noise_hi"], self.rng["correction"])
+                self.loss_log.record(f"low_{name}", value, step)
+        if step % cfg.high.update_every == 0 and len(self.high_buffer) >= batch_size:
+            batch = self.high_buffer.sample(batch_size, self.rng["replay_hi"])
+            losses = agent.update_high(batch, self.rng["noise_hi"], self.rng["correction"])
             for name, value in losses.items():
-                self.loss_log.record(f"hi_{name}", value, step)
+                self.loss_log.record(f"high_{name}", value, step)
 
     def _evaluate_and_checkpoint(self, progress: Progress | None) -> None:
         self.loss_log.check(self.seeds)  # before anything is written: keep the last good state
@@ -388,8 +390,8 @@ class Trainer:
     def _write_policies(self) -> None:
         """Each seed's policy.pt: that seed's networks only, with its config and step."""
         K = len(self.seeds)
-        nets = {"hi_actor": self.agent.hi.actor, "lo_actor": self.agent.lo.actor,
-                "hi_critic": self.agent.hi.critic, "lo_critic": self.agent.lo.critic}
+        nets = {"high_actor": self.agent.high.actor, "low_actor": self.agent.low.actor,
+                "high_critic": self.agent.high.critic, "low_critic": self.agent.low.critic}
         for k, seed in enumerate(self.seeds):
             own = {name: member_state_dict(net, k, K) for name, net in nets.items()}
             with atomic_path(self.seed_dir(seed) / "policy.pt") as tmp:

@@ -6,11 +6,11 @@ import sys
 import pytest
 
 TINY = [
-    "hi.actor=[16,16]", "hi.critic=[16,16]", "lo.actor=[16,16]", "lo.critic=[16,16]",
+    "high.actor=[16,16]", "high.critic=[16,16]", "low.actor=[16,16]", "low.critic=[16,16]",
     "flow.hidden=[16,16]", "flow.z_state_dim=4", "flow.coupling_layers=2",
     "task.episode_steps=100", "train.eval_every=200", "train.eval_episodes=2",
-    "train.warmup=100", "td3.batch_size=32", "hi.buffer_size=2000", "lo.buffer_size=5000",
-    "lo.explore_sigma=0.1", "train.device=cpu",
+    "train.warmup=100", "td3.batch_size=32", "high.buffer_size=2000", "low.buffer_size=5000",
+    "low.explore_sigma=0.1", "train.device=cpu",
 ]
 
 

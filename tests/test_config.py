@@ -21,8 +21,34 @@ def test_config_errors_name_key_value_and_allowed(capsys):
     with pytest.raises(ConfigError, match="must be a multiple of 'task.episode_steps'"):
         resolve("hiro", sets=["train.eval_every=1234"])
     assert main(["train", "--model", "hiro", "--out", "x", "--set", "lo.polcy=flow"]) == 2
-    assert "did you mean 'lo.policy'" in capsys.readouterr().err
+    assert "did you mean 'low.policy'" in capsys.readouterr().err
     assert main(["train", "--model", "hiro", "--seeds", "a,b", "--out", "x"]) == 2
+
+
+def test_keys_of_the_old_spelling_name_the_new_key(tmp_path):
+    """The level sections are `high` and `low` (hi/lo are only the goal sizes): a key, a file
+    or a record of the old spelling fails with the new name, wherever it comes from."""
+    with pytest.raises(ConfigError, match="'hi.actor' is now 'high.actor'"):
+        resolve("hiro", sets=["hi.actor=[64,64]"])
+    with pytest.raises(ConfigError, match="'hierarchy.hi_episode_end' is now "
+                                          "'hierarchy.high_episode_end'"):
+        resolve("hiro", sets=["hierarchy.hi_episode_end=bootstrap"])
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text("lo:\n  explore_sigma: 0.1\n")
+    with pytest.raises(ConfigError, match="'lo.explore_sigma' is now 'low.explore_sigma'"):
+        resolve("hiro", file=old_file)
+    with pytest.raises(ConfigError, match="'lo' is now 'low'"):
+        resolve("hiro", options={"lo": 3})
+    from hflow.config import rename_old_keys
+    from hflow.resolve import from_dict
+
+    record = resolve("hiro", sets=["low.explore_sigma=0.1"]).to_dict()
+    old = {("hi" if k == "high" else "lo" if k == "low" else k): v for k, v in record.items()}
+    old["hierarchy"] = {("hi_episode_end" if k == "high_episode_end" else k): v
+                        for k, v in old["hierarchy"].items()}
+    with pytest.raises(ConfigError, match="is now"):
+        from_dict(old)
+    assert from_dict(rename_old_keys(old)).to_dict() == record
 
 
 def test_print_config_resolves_preset_and_overrides(capsys):
@@ -60,9 +86,9 @@ def test_numbers_are_read_as_researchers_write_them():
     for bad, message in [("td3.actor_lr=-1e-4", "must be > 0"),
                          ("td3.critic_lr=.inf", "finite"),
                          ("task.eval_target=[.nan, 8]", "finite numbers"),
-                         ("td3.batch_size=5000", "larger than 'hi.buffer_size'"),
-                         ("lo.explore_sigma=-0.1", "must be >= 0")]:
-        sets = ["hi.buffer_size=2000"] if "batch_size" in bad else []
+                         ("td3.batch_size=5000", "larger than 'high.buffer_size'"),
+                         ("low.explore_sigma=-0.1", "must be >= 0")]:
+        sets = ["high.buffer_size=2000"] if "batch_size" in bad else []
         with pytest.raises(ConfigError, match=message):
             resolve("hiro", sets=[*sets, bad])
 
@@ -107,12 +133,12 @@ def test_table2_flags_are_read_from_the_resolved_config():
     bare = Preset("bare", "bare", "Bare", "defaults only", {})
     assert bare.off_policy_correction and not bare.fdgm
     flow_only = Preset("flow_only", "f", "F", "flow, correction left at its default",
-                       {"lo.policy": "flow"})
+                       {"low.policy": "flow"})
     assert flow_only.off_policy_correction and flow_only.fdgm
     for name, preset in PRESETS.items():
         cfg = resolve(name)
         assert preset.off_policy_correction == (cfg.hierarchy.correction != "none"), name
-        assert preset.fdgm == (cfg.lo.policy == "flow"), name
+        assert preset.fdgm == (cfg.low.policy == "flow"), name
 
 
 def test_bad_presets_and_options():

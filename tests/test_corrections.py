@@ -28,7 +28,7 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
     cfg = resolve("hiro", sets=tiny("hiro", ["task.name=PointMazeSingle"]))
     task = get_task("PointMazeSingle")
     agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=[0, 1])
-    agent.lo.actor = KnownLowLevel()
+    agent.low.actor = KnownLowLevel()
     c, batch = cfg.hierarchy.c, 16
     rng = np.random.default_rng(0)
     true_goal = torch.tensor(rng.uniform(-1.5, 1.5, (2, batch, 2)), dtype=torch.float32)
@@ -38,7 +38,7 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
     goal = true_goal.clone()
     for i in range(c):  # roll the segment under the known policy: s' = s + 0.2 a
         obs = torch.cat([states[:, :, i], goal], dim=-1)
-        actions[:, :, i] = agent.lo.actor(obs)
+        actions[:, :, i] = agent.low.actor(obs)
         states[:, :, i + 1] = states[:, :, i]
         states[:, :, i + 1, :2] += 0.2 * actions[:, :, i]
         goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
@@ -63,7 +63,7 @@ def ours_agent(tiny):
         agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=seeds)
         torch.manual_seed(3)
         with torch.no_grad():  # move the low level off its near-identity init: conditions matter
-            for p in agent.lo.actor.parameters():
+            for p in agent.low.actor.parameters():
                 p.add_(0.1 * torch.randn_like(p))
         return cfg, agent
 
@@ -77,11 +77,11 @@ def _segments(agent, cfg, batch=32, seed=0):
     # A random walk: rolled goals stay near the range, as in real segments.
     steps = torch.randn(K, batch, c + 1, o, generator=gen) * 0.05
     states = torch.randn(K, batch, 1, o, generator=gen) + steps.cumsum(dim=2)
-    true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.goal_scale
+    true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.subgoal_bound
     actions, conds = [], []
     goal = true_goal
     for i in range(c):
-        a, extras = agent.act_lo(states[:, :, i], goal)
+        a, extras = agent.act_low(states[:, :, i], goal)
         actions.append(a)
         conds.append(extras["cond"])
         goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
@@ -92,7 +92,7 @@ def _segments(agent, cfg, batch=32, seed=0):
 def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce):
     cfg, agent = ours_agent()
     states, actions, cond, true_goal = _segments(agent, cfg)
-    stale = (2 * torch.rand_like(true_goal) - 1) * agent.goal_scale
+    stale = (2 * torch.rand_like(true_goal) - 1) * agent.subgoal_bound
     batch = {"states": states, "actions": actions, "cond": cond, "goal": stale}
     out = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
     d = agent.action_dim
@@ -100,7 +100,7 @@ def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce):
     assert torch.equal(out[..., d:], stale[..., d:])  # elements beyond d keep stored values
     delta = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch, None)
     s_lo = agent.subgoal_part(states)
-    delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.goal_scale[d:]
+    delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.subgoal_bound[d:]
     assert torch.allclose(delta[..., :d], out[..., :d])
     assert torch.allclose(delta[..., d:], torch.maximum(torch.minimum(delta_s, scale), -scale))
 
@@ -121,22 +121,22 @@ def test_alg2_recovers_the_goal_when_the_stored_goal_is_true(ours_agent):
 def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, inverse):
     cfg, agent = ours_agent()
     states, actions, cond, true_goal = _segments(agent, cfg)
-    before = [p.detach().clone() for p in agent.lo.actor.parameters()]
+    before = [p.detach().clone() for p in agent.low.actor.parameters()]
     for _ in range(4):  # change the low level: the stored goals are now stale
-        obs = agent.lo_input(states[:, :, 0], true_goal)
-        agent.lo.update(obs, actions[:, :, 0], torch.randn(2, 32, 1), obs,
+        obs = agent.low_input(states[:, :, 0], true_goal)
+        agent.low.update(obs, actions[:, :, 0], torch.randn(2, 32, 1), obs,
                         MemberRNG([0, 1], "noise"))
-    assert any(not torch.equal(a, b) for a, b in zip(before, agent.lo.actor.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
     batch = {"states": states, "actions": actions, "cond": cond, "goal": true_goal}
     relabelled = FlowInverseCorrection(inverse, "first")(agent, batch, None)
-    actor = agent.lo.actor
+    actor = agent.low.actor
     with torch.no_grad():
         if inverse == "alg1":
             c0 = cond[:, :, 0]
         else:
-            c0 = actor.condition(agent.lo_input(states[:, :, 0], true_goal))
-        x = relabelled[..., :agent.action_dim] / actor.x_scale
-        reproduced = squash(actor.flow(x, c0)[0], actor.action_high)
+            c0 = actor.condition(agent.low_input(states[:, :, 0], true_goal))
+        x = relabelled[..., :agent.action_dim] / actor.subgoal_bound
+        reproduced = squash(actor.flow(x, c0)[0], actor.action_bound)
     assert torch.allclose(reproduced, actions[:, :, 0], atol=1e-3)
     moved = (relabelled[..., :8] - true_goal[..., :8]).abs().max()
     assert moved > 1e-4  # the update really moved the goal that explains the action

@@ -62,7 +62,7 @@ def test_reward_uses_all_target_dims():
 def test_goal_space_lo8_keeps_first_tuple_elements():
     g = goal_space("AntPushSingle", 2, 8)
     assert g.subgoal_names == ("x", "y", "z", "qw", "qx", "qy", "qz", "hip_1")
-    assert g.subgoal_half_range == (10, 10, 0.5, 1, 1, 1, 1, 0.5)
+    assert g.subgoal_bound == (10, 10, 0.5, 1, 1, 1, 1, 0.5)
     fall2 = goal_space("AntFallSingle", 2, 15)
     assert fall2.eval_target == (0, 27) and fall2.target_indices == (0, 1)
 
@@ -97,7 +97,7 @@ def test_point_maze_is_hiros():
     evaluation at (8, 0), (8, 8), (0, 8) with (0, 8) the headline; subgoal x, y by default
     (hiro_xy.gin), the orientation too with lo = 3."""
     g = goal_space("PointMazeMulti")
-    assert g.subgoal_names == ("x", "y") and g.subgoal_half_range == (10, 10)
+    assert g.subgoal_names == ("x", "y") and g.subgoal_bound == (10, 10)
     assert goal_space("PointMazeMulti", lo=3).subgoal_names == ("x", "y", "ori")
     assert (g.target_low, g.target_high) == ((-2, -2), (10, 10))
     assert g.eval_targets == ((8, 0), (8, 8), (0, 8)) and g.eval_target == (0, 8)

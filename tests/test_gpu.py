@@ -42,16 +42,16 @@ def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_pat
     for _ in range(300):  # both buffers hold a batch
         cpu.advance()
     cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
-    for level in ("lo", "hi"):
+    for level in ("low", "high"):
         batch = getattr(cpu, f"{level}_buffer").sample(cpu.cfg.td3.batch_size,
                                                        FixedRNG("cpu", 1))
         for agent, device in ((cpu.agent, "cpu"), (cuda_agent, "cuda")):
             on = {k: v.to(device) for k, v in batch.items()}
             for _ in range(4):  # actor and delayed steps included
-                if level == "lo":
-                    agent.update_lo(on, FixedRNG(device))
+                if level == "low":
+                    agent.update_low(on, FixedRNG(device))
                 else:
-                    agent.update_hi(on, FixedRNG(device), FixedRNG(device, 2))
+                    agent.update_high(on, FixedRNG(device), FixedRNG(device, 2))
     for (name, a), b in zip(cpu.agent.state_dict().items(), cuda_agent.state_dict().values()):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
             assert torch.allclose(a, b.cpu(), atol=1e-4, rtol=1e-3), name

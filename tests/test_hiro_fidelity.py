@@ -83,14 +83,14 @@ def make_trainer(tiny):
 def test_warmup_acts_with_the_initial_policies(make_trainer, tmp_path, policy):
     """train.py: the first `initial_episodes` are collected by the (untrained) policies plus
     their exploration noise, not by uniform random actions. Noise 0 makes that visible."""
-    trainer = make_trainer(tmp_path, [f"train.warmup_policy={policy}", "lo.explore_sigma=0",
-                                  "hi.explore_sigma=0", "train.warmup=100"])
+    trainer = make_trainer(tmp_path, [f"train.warmup_policy={policy}", "low.explore_sigma=0",
+                                  "high.explore_sigma=0", "train.warmup=100"])
     for _ in range(60):  # inside the warm-up: no update has run
         trainer.advance()
-    data = trainer.lo_buffer.storage
+    data = trainer.low_buffer.storage
     with torch.no_grad():
-        acted, _ = trainer.agent.act_lo(data["state"][:, :60], data["goal"][:, :60])
-        goal0 = trainer.agent.act_hi(data["state"][:, :1], trainer.target)
+        acted, _ = trainer.agent.act_low(data["state"][:, :60], data["goal"][:, :60])
+        goal0 = trainer.agent.act_high(data["state"][:, :1], trainer.target)
     same = torch.allclose(acted, data["action"][:, :60], atol=1e-6)
     assert same == (policy == "policy")
     assert torch.allclose(goal0, data["goal"][:, :1], atol=1e-6) == (policy == "policy")
@@ -105,7 +105,7 @@ def test_stored_next_goal_at_a_segment_end(make_trainer, tmp_path, mode):
     steps, c, T = 250, trainer.cfg.hierarchy.c, trainer.cfg.task.episode_steps
     for _ in range(steps):
         trainer.advance()
-    d = {k: v[:, :steps] for k, v in trainer.lo_buffer.storage.items()}
+    d = {k: v[:, :steps] for k, v in trainer.low_buffer.storage.items()}
     carried = trainer.agent.goal_transition(d["state"], d["goal"], d["next_state"])
     for t in range(steps - 1):
         if (t + 1) % c == 0 and (t + 1) % T:  # a segment's end inside an episode
@@ -145,21 +145,21 @@ def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_tr
                                                                          mode):
     """train.py stores meta transitions with discount * (1 - next_reset_episode_cond): the
     one that ends an episode (every 500 steps) does not bootstrap."""
-    trainer = make_trainer(tmp_path, [f"hierarchy.hi_episode_end={mode}"])
+    trainer = make_trainer(tmp_path, [f"hierarchy.high_episode_end={mode}"])
     T, c = trainer.cfg.task.episode_steps, trainer.cfg.hierarchy.c
     for _ in range(2 * T):
         trainer.advance()
-    discount = trainer.hi_buffer.storage["discount"][:, :2 * T // c, 0]
+    discount = trainer.high_buffer.storage["discount"][:, :2 * T // c, 0]
     ends = [(i + 1) * c % T == 0 for i in range(2 * T // c)]
     for i, end in enumerate(ends):
         assert (discount[:, i] == (0.0 if end and mode == "terminal" else 1.0)).all(), i
     # and the critic's TD target uses it: the loss differs between discount 0 and 1
-    batch = trainer.hi_buffer.sample(8, trainer.rng["replay_hi"])
-    losses = [copy.deepcopy(trainer.agent).update_hi(
+    batch = trainer.high_buffer.sample(8, trainer.rng["replay_hi"])
+    losses = [copy.deepcopy(trainer.agent).update_high(
         {**batch, "discount": torch.full_like(batch["discount"], value)}, FixedNoise(),
         FixedNoise())["critic"] for value in (0.0, 1.0)]
     assert not torch.allclose(losses[0], losses[1])
-    assert resolve("hiro").hierarchy.hi_episode_end == "terminal"
+    assert resolve("hiro").hierarchy.high_episode_end == "terminal"
 
 
 class FixedNoise:
@@ -175,10 +175,10 @@ class FixedNoise:
     ("PointMazeMulti", True, True), ("AntMazeMulti", False, False)])
 def test_low_level_sees_xy_as_hiros_subgoal_config_says(task, setting, masked):
     """ZERO_OBS: true in hiro_orig.gin (the ant's 15-dim subgoal), false in hiro_xy.gin (the
-    point's x, y); lo.zero_xy overrides either."""
-    sets = [] if setting is None else [f"lo.zero_xy={str(setting).lower()}"]
+    point's x, y); low.zero_xy overrides either."""
+    sets = [] if setting is None else [f"low.zero_xy={str(setting).lower()}"]
     cfg = resolve("hiro", options={"task.name": task}, sets=sets)
     spec = get_task(task)
     agent = HierarchicalAgent(cfg, spec, goal_space(spec), [0])
-    assert agent.lo_state_mask[:2].tolist() == ([0.0, 0.0] if masked else [1.0, 1.0])
-    assert agent.lo_state_mask[2:].eq(1).all()
+    assert agent.low_state_mask[:2].tolist() == ([0.0, 0.0] if masked else [1.0, 1.0])
+    assert agent.low_state_mask[2:].eq(1).all()

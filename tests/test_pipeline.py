@@ -67,14 +67,14 @@ def test_set_values_with_spaces_and_brackets_reach_the_run_intact(tmp_path):
     def change(config):
         config["figures"] = {"fig5": config["figures"]["fig5"]}
         config["set"] += ["task.eval_target=[1.5, 2, 0.5]", "td3.gamma=0.98  # a note",
-                          "hi.reward_scale=0.125"]
+                          "high.reward_scale=0.125"]
     path = _smoke_config(tmp_path, change)
     repo = _copy_repo(tmp_path / "repo")
     sh(["snakemake", "--cores", "2", "runs", "--configfile", str(path)], repo)
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json"))
                         .read_text())["config"]
     assert record["task"]["eval_target"] == [1.5, 2.0, 0.5]
-    assert record["td3"]["gamma"] == 0.98 and record["hi"]["reward_scale"] == 0.125
+    assert record["td3"]["gamma"] == 0.98 and record["high"]["reward_scale"] == 0.125
 
 
 def test_set_cannot_override_what_the_grid_decides(tmp_path):
@@ -260,7 +260,7 @@ def test_point_suite_config_runs_tiny(tmp_path):
     table = (tmp_path / "figures" / "table2.md").read_text()
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
-    assert record["config"]["lo"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice
+    assert record["config"]["low"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice
 
 
 @pytest.mark.slurm

@@ -135,7 +135,8 @@ def test_non_finite_loss_stops_with_step_member_and_loss(tiny, tmp_path, monkeyp
     monkeypatch.setattr(HierarchicalAgent, "intrinsic_reward", poisoned)
     monkeypatch.chdir(tmp_path)
     trainer = Trainer(cfg, tmp_path, progress=False)
-    with pytest.raises(NonFiniteLossError, match=r"'lo_critic' of member 1 \(seed 1\).*step 2\d\d"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"'low_critic' of member 1 \(seed 1\).*step 2\d\d"):
         trainer.run()
     kept = list_checkpoints(tmp_path / "state-seeds-0-1")
     assert kept[-1].name.endswith("000000200.pt")
@@ -181,18 +182,28 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
     # policy.pt holds seed 1's own networks: one member (two for the twin critic)
     saved = torch.load(uninterrupted / "seed1" / "policy.pt", weights_only=True)
     assert saved["seed"] == 1 and saved["format"] == 2
-    for net, rows in (("hi_actor", 1), ("lo_actor", 1), ("hi_critic", 2), ("lo_critic", 2)):
+    for net, rows in (("high_actor", 1), ("low_actor", 1), ("high_critic", 2),
+                      ("low_critic", 2)):
         weights = [t for name, t in saved["nets"][net].items() if name.endswith("weight")]
         assert weights and all(t.shape[0] == rows for t in weights), net
-    # a policy.pt of format 1 (the group's networks and the member index) still replays
+    # a policy.pt of format 1 (before the rename: the group's networks with the actors'
+    # bounds, the member index, a config with hi/lo sections) still replays
+    from hflow.config import RENAMED_SECTIONS
+
     state = torch.load(list_checkpoints(uninterrupted / "state-seeds-0-1")[-1],
                        weights_only=True)["agent"]
+    old_config = {({v: k for k, v in RENAMED_SECTIONS.items()}.get(k, k)): v
+                  for k, v in saved["config"].items()}
+    old_config["hierarchy"]["hi_episode_end"] = old_config["hierarchy"].pop("high_episode_end")
+    old_nets = {old: {k.split(".", 2)[2]: v for k, v in state.items()
+                      if k.startswith(f"{new}.actor.")}
+                for old, new in (("hi_actor", "high"), ("lo_actor", "low"))}
+    old_nets["hi_actor"]["high"] = torch.full((2,), 10.0)  # format 1 kept the bounds
+    old_nets["lo_actor"]["high"] = torch.tensor([1.0, 0.25])
     old_dir = tmp_path / "format1"
     old_dir.mkdir()
-    torch.save({"config": saved["config"], "seeds": [0, 1], "member": 1, "step": 600,
-                "nets": {net: {k.split(".", 2)[2]: v for k, v in state.items()
-                               if k.startswith(net.replace("_", ".") + ".")}
-                         for net in ("hi_actor", "lo_actor")}}, old_dir / "policy.pt")
+    torch.save({"config": old_config, "seeds": [0, 1], "member": 1, "step": 600,
+                "nets": old_nets}, old_dir / "policy.pt")
     _, old_runs = rollouts(old_dir, episodes=2)
     assert [r["distance"] for r in old_runs] == [r["distance"] for r in runs]
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
@@ -212,7 +223,7 @@ def test_tensorboard_holds_the_metrics_and_every_loss_value(cmd, tmp_path):
     assert [e.step for e in reward] == [r["step"] for r in rows]
     assert [e.value for e in reward] == pytest.approx([r["eval_reward"] for r in rows])
     # the low-level critic updates every step from the end of the 100-step warm-up
-    assert [e.step for e in events.Scalars("loss/lo_critic")] == list(range(100, 401))
+    assert [e.step for e in events.Scalars("loss/low_critic")] == list(range(100, 401))
     assert "metrics/eval_success_0_8" in events.Tags()["scalars"]
 
 
@@ -226,13 +237,13 @@ def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch)
         rows = read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")
         assert [r["step"] for r in rows] == [0, 200, 400]
         last = rows[-1]
-        for col in ("eval_reward", "lo_critic", "lo_actor", "hi_critic", "hi_actor"):
+        for col in ("eval_reward", "low_critic", "low_actor", "high_critic", "high_actor"):
             assert last[col] == last[col] and abs(last[col]) < 1e6, (model, col, last[col])
-        assert (last["hi_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
+        assert (last["high_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
 
 
 def _weights(trainer, member):
-    actor = trainer.agent.lo.actor.net
+    actor = trainer.agent.low.actor.net
     return [layer.weight[member].detach().clone() for layer in actor.layers]
 
 
@@ -250,5 +261,5 @@ def test_k_members_match_separate_runs(tiny, tmp_path):
             assert torch.allclose(wg, wa, atol=1e-5), (seed, (wg - wa).abs().max())
         rows_g, rows_a = group.metrics[k].rows, alone.metrics[0].rows
         for rg, ra in zip(rows_g, rows_a, strict=True):
-            for col in ("eval_reward", "train_return", "lo_critic", "hi_critic"):
+            for col in ("eval_reward", "train_return", "low_critic", "high_critic"):
                 assert np.isclose(rg[col], ra[col], rtol=1e-4, equal_nan=True), (seed, col)

@@ -16,23 +16,24 @@ from typing import Any, Protocol
 
 import torch
 
+from hflow.bounds import clip_to_bound
 from hflow.seeding import MemberRNG
 
 
 class LowLevelView(Protocol):
     """What a correction may use of the agent."""
 
-    goal_scale: torch.Tensor  # the subgoal bound (half-range): relabelled goals stay inside
-    action_scale: torch.Tensor  # the action bound: HIRO's likelihood divides by it
+    subgoal_bound: torch.Tensor  # the subgoal bound (half-range): relabelled goals stay inside
+    action_bound: torch.Tensor  # the action bound: HIRO's likelihood divides by it
 
     @property
-    def lo_actor(self) -> Any: ...  # the low-level policy (MLP or flow)
+    def low_actor(self) -> Any: ...  # the low-level policy (MLP or flow)
 
     def subgoal_part(self, states: torch.Tensor) -> torch.Tensor: ...
 
-    def lo_state_input(self, states: torch.Tensor) -> torch.Tensor: ...
+    def low_state_input(self, states: torch.Tensor) -> torch.Tensor: ...
 
-    def lo_input(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor: ...
+    def low_input(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor: ...
 
 
 def goal_offsets(low: LowLevelView, states: torch.Tensor) -> torch.Tensor:
@@ -60,21 +61,21 @@ class HiroCorrection:
         self.samples, self.sigma = samples, sigma
 
     def candidates(self, low: LowLevelView, states, goal, rng: MemberRNG) -> torch.Tensor:
-        scale = low.goal_scale
+        bound = low.subgoal_bound
         s = low.subgoal_part(states)
         delta = s[:, :, -1] - s[:, :, 0]  # [K, B, lo]
         noise = rng.normal(goal.shape[1], self.samples, goal.shape[2]).to(goal.device)
-        sampled = delta.unsqueeze(2) + noise * self.sigma * scale
+        sampled = delta.unsqueeze(2) + noise * self.sigma * bound
         cands = torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
-        return torch.maximum(torch.minimum(cands, scale), -scale)  # [K, B, n, lo]
+        return clip_to_bound(cands, bound)  # [K, B, n, lo]
 
     @torch.no_grad()
     def score(self, low: LowLevelView, states, actions, cands) -> torch.Tensor:
         goals = goal_offsets(low, states).unsqueeze(2) + cands.unsqueeze(3)  # [K, B, n, c, lo]
         # The state part is the same for every candidate: not copied into each of them.
-        predicted = low.lo_actor.forward_candidates(
-            low.lo_state_input(states[:, :, :-1]), goals)  # [K, B, n, c, a]
-        diff = predicted.sub_(actions.unsqueeze(2)).div_(low.action_scale)
+        predicted = low.low_actor.forward_candidates(
+            low.low_state_input(states[:, :, :-1]), goals)  # [K, B, n, c, a]
+        diff = predicted.sub_(actions.unsqueeze(2)).div_(low.action_bound)
         return -0.5 * diff.square_().sum(dim=(-1, -2))  # [K, B, n]
 
     @torch.no_grad()
@@ -105,7 +106,7 @@ class FlowInverseCorrection:
 
     @torch.no_grad()
     def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
-        actor = low.lo_actor
+        actor = low.low_actor
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
         steps = 1 if self.reduce == "first" else actions.shape[2]
         offsets = goal_offsets(low, states)[:, :, :steps]  # [K, B, n, lo]
@@ -113,7 +114,7 @@ class FlowInverseCorrection:
         if self.inverse == "alg1":
             cond = batch["cond"][:, :, :steps]
         else:
-            cond = actor.condition(low.lo_input(states[:, :, :steps], goals))
+            cond = actor.condition(low.low_input(states[:, :, :steps], goals))
         d = actor.flow_dim
         inverted = actor.invert(actions[:, :, :steps], cond)  # g~_{t+i}[:d]
         back = inverted - offsets[..., :d]  # to time t
@@ -124,8 +125,7 @@ class FlowInverseCorrection:
             s_lo = low.subgoal_part(states)
             tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
         relabelled = torch.cat([head, tail], dim=-1)
-        scale = low.goal_scale
-        return torch.maximum(torch.minimum(relabelled, scale), -scale)
+        return clip_to_bound(relabelled, low.subgoal_bound)
 
 
 def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInverseCorrection:

@@ -27,16 +27,17 @@ CONDITIONS = ("state", "goal", "action")
 
 class FlowActor(nn.Module):
     def __init__(self, members: int, state_dim: int, goal_dim: int, action_dim: int,
-                 action_high: torch.Tensor, goal_half_range: torch.Tensor, hidden: list[int],
+                 action_bound: torch.Tensor, subgoal_bound: torch.Tensor, hidden: list[int],
                  cfg: FlowConfig, rng: MemberRNG):
         super().__init__()
         assert cfg.condition in CONDITIONS, cfg.condition
         self.state_dim, self.goal_dim, self.flow_dim = state_dim, goal_dim, action_dim
         self.condition_kind, self.eps = cfg.condition, cfg.squash_eps
-        self.register_buffer("action_high", action_high.clone())
-        x_scale = goal_half_range[:action_dim] if cfg.goal_scaling == "range" else \
-            torch.ones(action_dim)
-        self.register_buffer("x_scale", x_scale.clone())
+        self.register_buffer("action_bound", action_bound.clone(), persistent=False)
+        # The flow sees g_{1:d} in units of its bound ('range') or as it is ('none').
+        self.register_buffer("subgoal_bound", subgoal_bound[:action_dim].clone(),
+                             persistent=False)
+        self.scale_goals = cfg.goal_scaling == "range"
         if cfg.condition == "state":
             cond_dim = state_dim
         else:
@@ -65,9 +66,10 @@ class FlowActor(nn.Module):
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cond = self.condition(obs)
-        x = obs[..., self.state_dim:self.state_dim + self.flow_dim] / self.x_scale
+        x = obs[..., self.state_dim:self.state_dim + self.flow_dim]
+        x = x / self.subgoal_bound if self.scale_goals else x
         y, _ = self.flow(x, cond)
-        return squash(y, self.action_high), {"cond": cond}
+        return squash(y, self.action_bound), {"cond": cond}
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.act(obs)[0]
@@ -80,8 +82,9 @@ class FlowActor(nn.Module):
 
     def invert(self, action: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The goal elements g_{1:d} that give `action` under `cond`."""
-        y = unsquash(action, self.action_high, self.eps)
-        return self.flow.inverse(y, cond) * self.x_scale
+        y = unsquash(action, self.action_bound, self.eps)
+        x = self.flow.inverse(y, cond)
+        return x * self.subgoal_bound if self.scale_goals else x
 
     def extras_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"cond": (self.cond_dim,)}

@@ -22,16 +22,17 @@ from hflow.seeding import MemberRNG
 
 
 class MLPActor(nn.Module):
-    """mu(obs) = high * tanh(MLP(obs)): HIRO's actor for either level."""
+    """mu(obs) = bound * tanh(MLP(obs)): HIRO's actor for either level (bound: the subgoal
+    bound for the high level, the action bound for the low level)."""
 
     def __init__(self, members: int, in_dim: int, out_dim: int, hidden: list[int],
-                 high: torch.Tensor, rng: MemberRNG):
+                 bound: torch.Tensor, rng: MemberRNG):
         super().__init__()
         self.net = MemberMLP(members, [in_dim, *hidden, out_dim], rng, out_act="tanh")
-        self.register_buffer("high", high.clone())
+        self.register_buffer("bound", bound.clone(), persistent=False)  # from the task
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.high * self.net(obs)
+        return self.bound * self.net(obs)
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self(obs), {}
@@ -39,7 +40,7 @@ class MLPActor(nn.Module):
     def forward_candidates(self, state_in: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
         """mu([s_i, g]) for n candidate goals per state: state_in [K, B, c, o] (the low
         level's state input), goals [K, B, n, c, g] -> [K, B, n, c, a]."""
-        return self.high * self.net.forward_shared(state_in, goals)
+        return self.bound * self.net.forward_shared(state_in, goals)
 
     def extras_shapes(self) -> dict[str, tuple[int, ...]]:
         return {}
@@ -52,34 +53,35 @@ class HierarchicalAgent(nn.Module):
         self.cfg = cfg
         self.obs_dim, self.lo_dim, self.hi_dim = task.obs_dim, goals.lo, goals.hi
         self.action_dim = task.robot.nu
-        goal_scale = torch.tensor(goals.subgoal_half_range, dtype=torch.float32)
-        action_scale = torch.tensor(task.robot.action_high, dtype=torch.float32)
-        self.register_buffer("goal_scale", goal_scale)
-        self.register_buffer("action_scale", action_scale)
+        subgoal_bound = torch.tensor(goals.subgoal_bound, dtype=torch.float32)
+        action_bound = torch.tensor(task.robot.action_bound, dtype=torch.float32)
+        # the bounds come from the task, not from training: not part of the saved state
+        self.register_buffer("subgoal_bound", subgoal_bound, persistent=False)
+        self.register_buffer("action_bound", action_bound, persistent=False)
         rng = MemberRNG(seeds, "init")  # networks are built in a fixed order from it
 
-        hi_obs = self.obs_dim + self.hi_dim
-        self.hi = TD3(MLPActor(K, hi_obs, self.lo_dim, cfg.hi.actor, goal_scale, rng),
-                      TwinCritic(K, hi_obs, self.lo_dim, cfg.hi.critic, rng,
-                                 cfg.td3.critic_action_input), cfg.td3)
-        lo_obs = self.obs_dim + self.lo_dim
-        if cfg.lo.policy == "flow":
-            lo_actor = FlowActor(K, self.obs_dim, self.lo_dim, self.action_dim, action_scale,
-                                 goal_scale, cfg.lo.actor, cfg.flow, rng)
+        high_obs = self.obs_dim + self.hi_dim
+        self.high = TD3(MLPActor(K, high_obs, self.lo_dim, cfg.high.actor, subgoal_bound, rng),
+                        TwinCritic(K, high_obs, self.lo_dim, cfg.high.critic, rng,
+                                   cfg.td3.critic_action_input), cfg.td3)
+        low_obs = self.obs_dim + self.lo_dim
+        if cfg.low.policy == "flow":
+            low_actor = FlowActor(K, self.obs_dim, self.lo_dim, self.action_dim, action_bound,
+                                  subgoal_bound, cfg.low.actor, cfg.flow, rng)
         else:
-            lo_actor = MLPActor(K, lo_obs, self.action_dim, cfg.lo.actor, action_scale, rng)
-        self.lo = TD3(lo_actor, TwinCritic(K, lo_obs, self.action_dim, cfg.lo.critic, rng,
-                                           cfg.td3.critic_action_input), cfg.td3)
+            low_actor = MLPActor(K, low_obs, self.action_dim, cfg.low.actor, action_bound, rng)
+        self.low = TD3(low_actor, TwinCritic(K, low_obs, self.action_dim, cfg.low.critic, rng,
+                                             cfg.td3.critic_action_input), cfg.td3)
         self.correction = build_correction(cfg.hierarchy.correction, cfg)
         xy_mask = torch.ones(self.obs_dim)
-        zero_xy = task.robot.zero_xy if cfg.lo.zero_xy is None else cfg.lo.zero_xy
+        zero_xy = task.robot.zero_xy if cfg.low.zero_xy is None else cfg.low.zero_xy
         if zero_xy:
             xy_mask[:2] = 0
-        self.register_buffer("lo_state_mask", xy_mask)
+        self.register_buffer("low_state_mask", xy_mask)
 
     @property
-    def lo_actor(self) -> nn.Module:
-        return self.lo.actor
+    def low_actor(self) -> nn.Module:
+        return self.low.actor
 
     # -- the hierarchy's fixed functions -------------------------------------------------------
     def subgoal_part(self, states: torch.Tensor) -> torch.Tensor:
@@ -93,40 +95,40 @@ class HierarchicalAgent(nn.Module):
         """-||s + g - s'||, i.e. minus the size of the goal that is left after the step."""
         return -torch.linalg.vector_norm(next_goal, dim=-1, keepdim=True)
 
-    def lo_state_input(self, states):
+    def low_state_input(self, states):
         """The state as the low level sees it (x, y zeroed by default)."""
-        return states * self.lo_state_mask
+        return states * self.low_state_mask
 
-    def lo_input(self, states, goal):
-        return torch.cat([self.lo_state_input(states), goal], dim=-1)
+    def low_input(self, states, goal):
+        return torch.cat([self.low_state_input(states), goal], dim=-1)
 
-    def hi_input(self, states, target):
+    def high_input(self, states, target):
         return torch.cat([states, target], dim=-1)
 
     # -- acting (no exploration noise here: the loop adds it on the host) ----------------------
     @torch.no_grad()
-    def act_hi(self, states, target):
-        return self.hi.actor(self.hi_input(states, target))
+    def act_high(self, states, target):
+        return self.high.actor(self.high_input(states, target))
 
     @torch.no_grad()
-    def act_lo(self, states, goal):
-        return self.lo.actor.act(self.lo_input(states, goal))
+    def act_low(self, states, goal):
+        return self.low.actor.act(self.low_input(states, goal))
 
     # -- learning ----------------------------------------------------------------------------
-    def update_lo(self, batch: dict, noise_rng: MemberRNG) -> dict[str, torch.Tensor]:
-        obs = self.lo_input(batch["state"], batch["goal"])
-        next_obs = self.lo_input(batch["next_state"], batch["next_goal"])
-        return self.lo.update(obs, batch["action"], batch["reward"], next_obs, noise_rng,
-                              reward_scale=self.cfg.lo.reward_scale)
+    def update_low(self, batch: dict, noise_rng: MemberRNG) -> dict[str, torch.Tensor]:
+        obs = self.low_input(batch["state"], batch["goal"])
+        next_obs = self.low_input(batch["next_state"], batch["next_goal"])
+        return self.low.update(obs, batch["action"], batch["reward"], next_obs, noise_rng,
+                               reward_scale=self.cfg.low.reward_scale)
 
-    def update_hi(self, batch: dict, noise_rng: MemberRNG,
-                  correction_rng: MemberRNG) -> dict[str, torch.Tensor]:
+    def update_high(self, batch: dict, noise_rng: MemberRNG,
+                    correction_rng: MemberRNG) -> dict[str, torch.Tensor]:
         goal = self.correction(self, batch, correction_rng)
         states, target = batch["states"], batch["target"]
-        losses = self.hi.update(self.hi_input(states[:, :, 0], target), goal, batch["reward"],
-                                self.hi_input(states[:, :, -1], target), noise_rng,
-                                reward_scale=self.cfg.hi.reward_scale,
-                                discount=batch["discount"])
+        losses = self.high.update(self.high_input(states[:, :, 0], target), goal,
+                                  batch["reward"], self.high_input(states[:, :, -1], target),
+                                  noise_rng, reward_scale=self.cfg.high.reward_scale,
+                                  discount=batch["discount"])
         shift = torch.linalg.vector_norm(goal - batch["goal"], dim=-1)
         losses["relabel_shift"] = shift.mean(dim=1)  # how far the correction moved goals
         return losses
@@ -138,5 +140,5 @@ class HierarchicalAgent(nn.Module):
                "next_state": (o,), "next_goal": (lo,)}
         high = {"states": (c + 1, o), "actions": (c, a), "goal": (lo,),
                 "target": (self.hi_dim,), "reward": (1,), "discount": (1,)}
-        high.update({k: (c, *shape) for k, shape in self.lo.actor.extras_shapes().items()})
+        high.update({k: (c, *shape) for k, shape in self.low.actor.extras_shapes().items()})
         return low, high

@@ -2,7 +2,7 @@
 
 A preset is data: a mapping of config keys to values. Its Table II flags are read from the
 config it resolves to (off-policy correction: `hierarchy.correction != none`; FDGM:
-`lo.policy == flow`), defaults included, so a new preset shows up correctly in the table
+`low.policy == flow`), defaults included, so a new preset shows up correctly in the table
 without being listed anywhere else.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 from hflow.config import ConfigError, RunConfig, set_key
 
 # The paper's model: "Actor of FDGM: 150, all other NNs: 180, a_{t,z-state} = 19" (ablation).
-_FLOW_NETS = {"hi.actor": [180, 180], "hi.critic": [180, 180], "lo.actor": [180, 180],
-              "lo.critic": [180, 180], "flow.hidden": [150, 150], "flow.z_state_dim": 19}
+_FLOW_NETS = {"high.actor": [180, 180], "high.critic": [180, 180], "low.actor": [180, 180],
+              "low.critic": [180, 180], "flow.hidden": [150, 150], "flow.z_state_dim": 19}
 
 
 @dataclass(frozen=True)
@@ -41,37 +41,37 @@ class Preset:
 
     @property
     def fdgm(self) -> bool:
-        return self.config.lo.policy == "flow"
+        return self.config.low.policy == "flow"
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ours", "ours", "Our model",
            "flow low level (forward, conditional, FDGM parts); exact inverse relabelling, "
            "Algorithm 1 (stored a_zstate)",
-           {"lo.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
+           {"low.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
             "flow.inverse": "alg1", **_FLOW_NETS}),
     Preset("hiro", "hiro", "HIRO",
            "MLP low level; HIRO's 10-candidate off-policy correction",
-           {"lo.policy": "mlp", "hierarchy.correction": "hiro"}),
+           {"low.policy": "mlp", "hierarchy.correction": "hiro"}),
     Preset("lsp", "lsp", "LSP",
            "flow low level conditioned on the state (latent space policies); no correction",
-           {"lo.policy": "flow", "flow.condition": "state", "hierarchy.correction": "none",
+           {"low.policy": "flow", "flow.condition": "state", "hierarchy.correction": "none",
             **_FLOW_NETS}),
     Preset("ma", "ma", "Ma et al.",
            "encoder enc(s, g) conditioning a flow decoder; no correction",
-           {"lo.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "none",
+           {"low.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "none",
             **_FLOW_NETS}),
     Preset("ours_alg2", "ours", "",
            "ours with Algorithm 2: the condition recomputed by the current networks",
-           {"lo.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
+           {"low.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
             "flow.inverse": "alg2", **_FLOW_NETS}),
     Preset("ours_goal_conditioned", "variant", "",
            "Fig. 5 variant: the conditional part takes g instead of a_z",
-           {"lo.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "flow",
+           {"low.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "flow",
             "flow.inverse": "alg1", **_FLOW_NETS}),
     Preset("lsp_corrected", "lsp", "",
            "Fig. 4's LSP with HIRO's off-policy correction added for a fair comparison",
-           {"lo.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
+           {"low.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
             **_FLOW_NETS}),
 )}
 
@@ -92,13 +92,13 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
 def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
     """Rejects options that the chosen preset cannot take, naming both."""
     model = cfg.model
-    if cfg.hierarchy.correction == "flow" and cfg.lo.policy != "flow":
+    if cfg.hierarchy.correction == "flow" and cfg.low.policy != "flow":
         raise ConfigError(f"'hierarchy.correction' = flow inverts the low level's flow, but "
-                          f"model '{model}' has no flow (lo.policy = {cfg.lo.policy})")
+                          f"model '{model}' has no flow (low.policy = {cfg.low.policy})")
     for key in sorted(user_keys):
-        if key.startswith("flow.") and cfg.lo.policy != "flow":
+        if key.startswith("flow.") and cfg.low.policy != "flow":
             raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
-                              f"MLP (lo.policy = mlp), not a flow")
+                              f"MLP (low.policy = mlp), not a flow")
         if key in ("flow.inverse", "flow.reduce", "flow.rest") and \
                 cfg.hierarchy.correction != "flow":
             raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "

@@ -240,7 +240,7 @@ def check_goal_spaces() -> Check:
     g = goal_space("AntPushSingle", 2, 15)
     expect("push_2_15 target", g.eval_target, (0, 19))
     expect("push_2_15 range", g.target_low + g.target_high, (-16, -4, 16, 20))
-    expect("push_2_15 subgoal range", g.subgoal_half_range, r15)
+    expect("push_2_15 subgoal range", g.subgoal_bound, r15)
     g = goal_space("AntFallMulti", 3, 15)
     expect("fall_3_15 target", g.eval_target, (0, 27, 4.5))
     expect("fall_3_15 range", g.target_low + g.target_high, (-4, -4, 0, 12, 28, 5))
@@ -250,7 +250,7 @@ def check_goal_spaces() -> Check:
     expect("push_8_15 target", g.eval_target, (0, 19, 0.62, 1, 0, 0, 0, 0))
     g = goal_space("AntFallMulti", 8, 8)
     expect("fall_8_8 subgoal", g.subgoal_indices, tuple(range(8)))
-    expect("fall_8_8 subgoal range", g.subgoal_half_range, r15[:8])
+    expect("fall_8_8 subgoal range", g.subgoal_bound, r15[:8])
     expect("fall_8_8 target", g.eval_target, (0, 27, 4.5, 1, 0, 0, 0, 0))
     expect("fall_8_8 range low", g.target_low, (-4, -4, 0, 0, -1, -1, -1, -0.5))
     return Check("goal spaces match docs/tasks.md", not problems,

@@ -48,9 +48,9 @@ class MazeEnv(gym.Env):
         self._multi = self.task.variant == "multi" and mode == "train"
 
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float64)
-        high = np.array(robot.action_high, dtype=np.float32)
+        high = np.array(robot.action_bound, dtype=np.float32)
         self.action_space = gym.spaces.Box(-high, high, dtype=np.float32)
-        self._action_high = high.astype(np.float64)
+        self._action_bound = high.astype(np.float64)
         self._kinematic = robot.drive == "kinematic"
         # HIRO's maze_env.py `manual_collision`: a step whose end point lies in a wall cell is
         # undone (x, y only). Contacts alone cannot stop a point teleported 0.2 per step.
@@ -106,7 +106,7 @@ class MazeEnv(gym.Env):
         """HIRO's point.py: turn by action[1], then move 0.2 * action[0] along the new heading
         (x, y clipped to +-100) by setting the state; velocities are left as they are."""
         forward, turn = np.clip(np.asarray(action, dtype=np.float64),
-                                -self._action_high, self._action_high)
+                                -self._action_bound, self._action_bound)
         qpos = self.data.qpos
         qpos[2] += turn
         step = 0.2 * forward

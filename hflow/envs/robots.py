@@ -29,9 +29,9 @@ class Robot:
     nq: int  # the robot's qpos size: the low-level (subgoal) tuple is qpos[:lo]
     nv: int  # the robot's qvel size
     nu: int  # number of motors (the action size)
-    action_high: tuple[float, ...]  # per action element: actions lie in [-high, high]
+    action_bound: tuple[float, ...]  # per action element: actions lie in [-bound, bound]
     # Half-range of every element of the low-level tuple (HIRO's CONTEXT_RANGE for the ant).
-    subgoal_half_range: tuple[float, ...]
+    subgoal_bound: tuple[float, ...]
     # qpos[2:nq] of the robot standing upright: the eval target of target dims beyond the
     # task's own (docs/tasks.md, goal spaces); z is relative to the ground it stands on.
     upright: tuple[float, ...]
@@ -101,7 +101,7 @@ def _build_ant(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: fl
         ET.SubElement(shin, "geom", name=f"ankle_{leg}_geom", type="capsule", size="0.08",
                       fromto=fmt(0, 0, 0, 0.4 * dx, 0.4 * dy, 0))
     actuator = root.find("actuator")
-    for joint, high in zip(_ANT_MOTORS, robot.action_high, strict=True):
+    for joint, high in zip(_ANT_MOTORS, robot.action_bound, strict=True):
         ET.SubElement(actuator, "motor", joint=joint, gear="1", ctrllimited="true",
                       ctrlrange=fmt(-high, high))
 
@@ -118,7 +118,7 @@ def _build_point(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: 
     ET.SubElement(torso, "joint", name="rot", type="hinge", axis="0 0 1", pos="0 0 0")
     # HIRO's "dummy actuators for providing ranges": ctrl stays 0, the step sets qpos.
     actuator = root.find("actuator")
-    for joint, high in zip(("ballx", "rot"), robot.action_high, strict=True):
+    for joint, high in zip(("ballx", "rot"), robot.action_bound, strict=True):
         ET.SubElement(actuator, "motor", joint=joint, ctrllimited="true",
                       ctrlrange=fmt(-high, high))
 
@@ -137,7 +137,7 @@ def _build_ball(robot: Robot, worldbody: ET.Element, root: ET.Element, base_z: f
     ET.SubElement(torso, "joint", name="slide_z", type="slide", axis="0 0 1", ref=fmt(z0),
                   limited="false", damping="0", armature="0")
     actuator = root.find("actuator")
-    for axis, high in zip(("x", "y"), robot.action_high, strict=True):
+    for axis, high in zip(("x", "y"), robot.action_bound, strict=True):
         ET.SubElement(actuator, "motor", joint=f"slide_{axis}", gear="0.5", ctrllimited="true",
                       ctrlrange=fmt(-high, high))
 
@@ -151,8 +151,8 @@ ROBOTS: dict[str, Robot] = {
         nq=15,
         nv=14,
         nu=8,
-        action_high=(30.0,) * 8,
-        subgoal_half_range=(10, 10, 0.5, 1, 1, 1, 1, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3),
+        action_bound=(30.0,) * 8,
+        subgoal_bound=(10, 10, 0.5, 1, 1, 1, 1, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3, 0.5, 0.3),
         # z measured at rest by `hflow envs check` (upright pose: unit quaternion, joints 0).
         upright=(0.62, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         start_height=0.75,
@@ -167,8 +167,8 @@ ROBOTS: dict[str, Robot] = {
         nq=3,
         nv=3,
         nu=2,
-        action_high=(1.0, 0.25),
-        subgoal_half_range=(10, 10, 10),
+        action_bound=(1.0, 0.25),
+        subgoal_bound=(10, 10, 10),
         upright=(0.0,),  # heading along +x
         start_height=0.0,
         geom_default=(("condim", "3"), ("conaffinity", "0"), ("margin", "0"),
@@ -184,8 +184,8 @@ ROBOTS: dict[str, Robot] = {
         nq=3,
         nv=3,
         nu=2,
-        action_high=(1.0, 1.0),
-        subgoal_half_range=(5, 5, 0.5),
+        action_bound=(1.0, 1.0),
+        subgoal_bound=(5, 5, 0.5),
         upright=(0.5,),
         start_height=0.5,
         geom_default=(("condim", "3"), ("conaffinity", "0"), ("margin", "0"),

@@ -137,7 +137,7 @@ class GoalSpace:
     eval_target_names: tuple[str, ...]  # metric suffixes, e.g. '16_0' (task's own dims)
     subgoal_indices: tuple[int, ...]  # observation indices of the low-level tuple
     subgoal_names: tuple[str, ...]
-    subgoal_half_range: tuple[float, ...]
+    subgoal_bound: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,7 +190,7 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
             high.append(own_high[k])
         else:
             upright = robot.upright[k - 2] + (spec.ground_z if robot.names[k] == "z" else 0.0)
-            half = robot.subgoal_half_range[k]
+            half = robot.subgoal_bound[k]
             extra.append(float(upright))
             low.append(float(upright - half))
             high.append(float(upright + half))
@@ -216,5 +216,5 @@ def goal_space(task: str | TaskSpec, hi: int | None = None, lo: int | None = Non
         eval_target_names=tuple(names),
         subgoal_indices=tuple(range(lo)),
         subgoal_names=robot.names[:lo],
-        subgoal_half_range=tuple(float(v) for v in robot.subgoal_half_range[:lo]),
+        subgoal_bound=tuple(float(v) for v in robot.subgoal_bound[:lo]),
     )
