@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -249,18 +249,17 @@ def _explain(key: str, value: Any, err: ValidationError) -> ConfigError:
     e = err.errors()[0]
     kind, ctx = e["type"], e.get("ctx", {})
     item = "".join(f"[{i}]" for i in e["loc"][1:] if isinstance(i, int))
+    where = f" at item {item}" if item else ""  # an element of a list-valued key
     if kind == "literal_error":
         allowed = ", ".join(re.findall(r"'([^']*)'", ctx.get("expected", "")))
         why = f"allowed values: {allowed}"
     elif kind in _BOUND:
         bound = next(iter(ctx.values()))
-        why = f"must be {_BOUND[kind]} {bound}" + (f" (item {item})" if item else "")
+        why = f"must be {_BOUND[kind]} {bound}{where}"
     elif kind == "string_pattern_mismatch" and key == "train.device":
         why = "allowed values: auto, cpu, cuda, cuda:N"
     elif kind in _EXPECTED:
-        why = f"expected {_EXPECTED[kind]}" + (f" at item {item}" if item else "")
-        if kind == "finite_number" or (kind == "float_type" and item):
-            why = "expected finite numbers" + (f" (item {item})" if item else "")
+        why = f"expected {_EXPECTED[kind]}{where}"
     else:
         why = e["msg"]
     return ConfigError(f"config key '{key}' = {value!r}: {why}")
@@ -370,9 +369,8 @@ def describe() -> str:
                 walk(value, f"{prefix}{name}.")
                 continue
             extra = []
-            choices = get_args(info.annotation) if "Literal" in str(info.annotation) else ()
-            if choices:
-                extra.append("one of " + "|".join(choices))
+            if get_origin(info.annotation) is Literal:
+                extra.append("one of " + "|".join(get_args(info.annotation)))
             for m in info.metadata:
                 for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
                     if getattr(m, attr, None) is not None:

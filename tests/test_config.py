@@ -85,7 +85,7 @@ def test_numbers_are_read_as_researchers_write_them():
     assert (cfg.td3.actor_lr, cfg.td3.critic_lr, cfg.td3.tau) == (1e-4, 3e-3, 5e-3)
     for bad, message in [("td3.actor_lr=-1e-4", "must be > 0"),
                          ("td3.critic_lr=.inf", "finite"),
-                         ("task.eval_target=[.nan, 8]", "finite numbers"),
+                         ("task.eval_target=[.nan, 8]", r"finite number at item \[0\]"),
                          ("td3.batch_size=5000", "larger than 'high.buffer_size'"),
                          ("low.explore_sigma=-0.1", "must be >= 0")]:
         sets = ["high.buffer_size=2000"] if "batch_size" in bad else []

@@ -93,11 +93,13 @@ def member_state_dict(module: nn.Module, member: int, members: int) -> dict[str,
     """One member's own weights of a member-batched module, as a state dict that loads into
     the same module built for that member alone. A layer holding `copies x members` members
     (twin critics: copy 0 of every seed, then copy 1) keeps member k of each copy."""
-    state = {name: t.detach().clone() for name, t in module.state_dict().items()}
+    own = {}
     for prefix, layer in module.named_modules():
         if isinstance(layer, MemberLinear):
             rows = list(range(member, layer.members, members))
             for name in ("weight", "bias"):
-                state[f"{prefix}.{name}" if prefix else name] = \
+                own[f"{prefix}.{name}" if prefix else name] = \
                     getattr(layer, name).detach()[rows].clone()
-    return state
+    # anything else in the state (not member-batched) is the same for every member
+    return {name: own[name] if name in own else t.detach().clone()
+            for name, t in module.state_dict().items()}
