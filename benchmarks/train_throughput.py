@@ -63,7 +63,7 @@ def _timed(fn, phase, totals, sync):
 
 
 def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: str,
-           env_threads: int = 1) -> dict:
+           env_threads: int = 1, capture: str = "auto") -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -85,6 +85,8 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
     sets = [f"train.warmup={fill}", "train.eval_episodes=1"]
     if env_threads > 1 and "train.env_threads" in all_keys():  # older checkouts: one thread
         sets.append(f"train.env_threads={env_threads}")
+    if "train.capture" in all_keys():  # older checkouts run op by op
+        sets.append(f"train.capture={capture}")
     if tiny:
         tiny_sets = [s.replace("high.", "hi.").replace("low.", "lo.") if old else s
                      for s in TINY]
@@ -114,17 +116,33 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         # honest figure there).
         totals = dict.fromkeys(PHASES, 0.0)
         agent = trainer.agent
-        patches = [(trainer.envs, "step", "env"), (agent, f"act_{low}", "act"),
-                   (agent, f"act_{high}", "act"), (low_buffer, "sample", "sample"),
-                   (high_buffer, "sample", "sample"), (agent, f"update_{low}", "low_update"),
-                   (agent, f"update_{high}", "high_update"), (agent, "correction", "correction"),
-                   (low_buffer, "add", "store"), (high_buffer, "add", "store")]
+        patches = [(trainer.envs, "step", "env"), (low_buffer, "sample", "sample"),
+                   (high_buffer, "sample", "sample"), (low_buffer, "add", "store"),
+                   (high_buffer, "add", "store")]
+        graphs = getattr(trainer, "graphs", None)
+        captured = graphs is not None and graphs.mode == "cuda"
+        if captured:  # a replay runs no Python: time each graph (the correction is inside)
+            graphs_call = graphs.__call__
+            by_name = {"act_low": "act", "act_high": "act", "update_low": "low_update",
+                       "update_high": "high_update"}
+
+            def timed_graphs(name, *args):
+                return _timed(graphs_call, by_name[name], totals, sync)(name, *args)
+
+            trainer.graphs = timed_graphs
+        else:
+            patches += [(agent, f"act_{low}", "act"), (agent, f"act_{high}", "act"),
+                        (agent, f"update_{low}", "low_update"),
+                        (agent, f"update_{high}", "high_update"),
+                        (agent, "correction", "correction")]
         originals = [getattr(obj, name) for obj, name, _ in patches]
         for obj, name, phase in patches:
             setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
         timed_total = run_steps()
         for (obj, name, _), original in zip(patches, originals):
             setattr(obj, name, original)
+        if captured:
+            trainer.graphs = graphs
 
         flops = {}
         for level in ("lo", "hi"):  # random streams keep their names across the rename
@@ -143,6 +161,8 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
     per_step["other"] = 1000 * timed_total / steps - sum(per_step.values())
     update_s = (totals["low_update"] + totals["high_update"]) / steps
     update_flops = flops["lo"] + flops["hi"] / getattr(cfg, high).update_every
+    if captured:
+        per_step["correction"] = float("nan")  # inside the high-level update's graph
     return {"model": model, "K": members, "sps": steps / total, "ms_per_step": per_step,
             "gflops": update_flops / update_s / 1e9 if update_s else float("nan"),
             "device": str(trainer.device), "hflow": str(Path(hflow.__file__).parent)}
@@ -153,7 +173,8 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
 def run_case(checkout: Path, args, model: str, members: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(checkout))
     cmd = [sys.executable, __file__, "--worker", "--models", model, "--members", str(members),
-           "--steps", str(args.steps), "--device", args.device, "--task", args.task]
+           "--steps", str(args.steps), "--device", args.device, "--task", args.task,
+           "--capture", args.capture]
     if args.tiny:
         cmd.append("--tiny")
     if args.env_threads > 1:
@@ -189,18 +210,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="cases per checkout (best kept)")
     parser.add_argument("--env-threads", type=int, default=1,
                         help="train.env_threads (threads stepping the K envs)")
+    parser.add_argument("--capture", default="auto", choices=["auto", "cuda", "eager"],
+                        help="train.capture: auto = CUDA graphs on a CUDA device")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.models[0], args.members[0], args.tiny, args.steps,
-                                args.device, args.task, args.env_threads)))
+                                args.device, args.task, args.env_threads, args.capture)))
         return
 
     checkouts = {"current": ROOT}
     if args.baseline is not None:
         checkouts = {"baseline": args.baseline.resolve(), "current": ROOT}
-    print(f"task {args.task}, device {args.device}, {'16-16' if args.tiny else 'paper-size'} "
-          f"nets, {args.steps} timed env steps per case, both levels updating", flush=True)
+    print(f"task {args.task}, device {args.device} (capture {args.capture}), "
+          f"{'16-16' if args.tiny else 'paper-size'} nets, {args.steps} timed env steps per "
+          f"case, both levels updating", flush=True)
     results: dict[tuple, dict] = {}
     for model in args.models:
         for members in args.members:

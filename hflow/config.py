@@ -113,6 +113,12 @@ class TrainConfig(Section):
     env_threads: int = Field(1, ge=1, description="threads stepping the members' envs (MuJoCo "
                                                   "releases the GIL); results are identical "
                                                   "for any count")
+    capture: Literal["auto", "cuda", "eager", "emulate"] = Field(
+        "auto", description="how acting and both levels' updates (the correction included) "
+                            "run: cuda = recorded once and replayed as CUDA graphs, eager = "
+                            "op by op, auto = cuda on a CUDA device and eager on the CPU, "
+                            "emulate = the graphs' buffers and draw order without a graph "
+                            "(checks them on the CPU); all give the same numbers")
     checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept")
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files to seed<N>/tensorboard "

@@ -29,6 +29,7 @@ from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
+from hflow.graphs import StepGraphs
 from hflow.io import atomic_path, remove_stale_temp_files, write_json
 from hflow.losses import LossLog, TensorBoardLog
 from hflow.metrics import MetricsCSV, NonFiniteLossError
@@ -41,7 +42,8 @@ from hflow.seeding import BlockedRNG, stream_seed
 # Keys that may differ between a checkpoint and the command that resumes it.
 # (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
 RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
-                     "train.checkpoint_every", "train.env_threads", "train.tensorboard")
+                     "train.checkpoint_every", "train.env_threads", "train.tensorboard",
+                     "train.capture")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +54,16 @@ def resolve_device(name: str) -> torch.device:
         raise HflowError(f"train.device = {name!r} but CUDA is not available here; use cpu "
                          f"or auto")
     return device
+
+
+def capture_mode(setting: str, device: torch.device) -> str:
+    """`train.capture` -> a StepGraphs mode on this device."""
+    if setting == "cuda" and device.type != "cuda":
+        raise HflowError(f"train.capture = 'cuda' needs a CUDA device, but train.device is "
+                         f"{device}; use auto, eager or emulate")
+    if setting == "auto":
+        return "cuda" if device.type == "cuda" else "eager"
+    return setting
 
 
 def versions() -> dict[str, str]:
@@ -102,6 +114,9 @@ class Trainer:
         self.show_progress = progress
 
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
+        # acting and the updates: eager, or recorded once and replayed as CUDA graphs
+        self.graphs = StepGraphs(capture_mode(cfg.train.capture, self.device), self.device,
+                                 self.K, self.agent.mutable_tensors)
         low, high = self.agent.replay_fields()
         self.low_buffer = ReplayBuffer(self.K, cfg.low.buffer_size, low, self.device)
         self.high_buffer = ReplayBuffer(self.K, cfg.high.buffer_size, high, self.device)
@@ -198,7 +213,12 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        if self.device.type != "cuda":
+            return torch.as_tensor(x, dtype=torch.float32)
+        # From pinned memory without waiting: a pageable copy would sync the host every step
+        # (the action's copy back is the step's one sync).
+        host = torch.from_numpy(np.asarray(x, dtype=np.float32)).pin_memory()
+        return host.to(self.device, non_blocking=True)
 
     def run(self) -> None:
         """Trains to `train.steps`, resuming first; holds the run's lock throughout."""
@@ -249,12 +269,14 @@ class Trainer:
             self.segment = Segment([self.state], [], {}, self.goal, np.zeros(self.K))
 
         # -- the low level acts (exploration noise, clipped to the action bounds)
-        action, extras = self.agent.act_low(self.state, self.goal)
         if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
-            action = self._uniform(self.agent.action_bound)
+            action, extras = self._uniform(self.agent.action_bound), \
+                self.agent.act_low(self.state, self.goal)[1]
         else:
-            action = self._noisy(action, self.rng["explore_lo"], cfg.low.explore_sigma,
-                                 self.agent.action_bound)
+            extras = self.graphs("act_low", 0, self._act_low,
+                                 {"state": self.state, "goal": self.goal},
+                                 self.rng["explore_lo"])
+            action = extras.pop("action")
         action_np = action.cpu().numpy()
         self._check_finite(action_np)
         obs, reward, _, _ = self.envs.step(action_np)
@@ -321,9 +343,26 @@ class Trainer:
         """The high level's goal for the segment starting at `step`, with exploration noise."""
         if step < self.cfg.train.warmup and self.cfg.train.warmup_policy == "uniform":
             return self._uniform(self.agent.subgoal_bound)
-        goal = self.agent.act_high(state, self.target)
-        return self._noisy(goal, self.rng["explore_hi"], self.cfg.high.explore_sigma,
-                           self.agent.subgoal_bound)
+        return self.graphs("act_high", 0, self._act_high, {"state": state, "target": self.target},
+                           self.rng["explore_hi"])["goal"]
+
+    # The step functions run by self.graphs: fn(key, tensors, *rngs) -> tensors.
+    def _act_low(self, _, x: dict, explore_rng) -> dict[str, torch.Tensor]:
+        action, extras = self.agent.act_low(x["state"], x["goal"])
+        return {"action": self._noisy(action, explore_rng, self.cfg.low.explore_sigma,
+                                      self.agent.action_bound), **extras}
+
+    def _act_high(self, _, x: dict, explore_rng) -> dict[str, torch.Tensor]:
+        goal = self.agent.act_high(x["state"], x["target"])
+        return {"goal": self._noisy(goal, explore_rng, self.cfg.high.explore_sigma,
+                                    self.agent.subgoal_bound)}
+
+    def _update_low(self, phase: int, batch: dict, noise_rng) -> dict[str, torch.Tensor]:
+        return self.agent.update_low(batch, noise_rng, phase)
+
+    def _update_high(self, phase: int, batch: dict, noise_rng,
+                     correction_rng) -> dict[str, torch.Tensor]:
+        return self.agent.update_high(batch, noise_rng, correction_rng, phase)
 
     @staticmethod
     def _noisy(value, rng: BlockedRNG, sigma: float, bound: torch.Tensor) -> torch.Tensor:
@@ -347,12 +386,14 @@ class Trainer:
         batch_size = cfg.td3.batch_size
         if step % cfg.low.update_every == 0 and len(self.low_buffer) >= batch_size:
             batch = self.low_buffer.sample(batch_size, self.rng["replay_lo"])
-            losses = agent.update_low(batch, self.rng["noise_lo"])
+            losses = self.graphs("update_low", agent.low.next_phase(), self._update_low, batch,
+                                 self.rng["noise_lo"])
             for name, value in losses.items():
                 self.loss_log.record(f"low_{name}", value, step)
         if step % cfg.high.update_every == 0 and len(self.high_buffer) >= batch_size:
             batch = self.high_buffer.sample(batch_size, self.rng["replay_hi"])
-            losses = agent.update_high(batch, self.rng["noise_hi"], self.rng["correction"])
+            losses = self.graphs("update_high", agent.high.next_phase(), self._update_high,
+                                 batch, self.rng["noise_hi"], self.rng["correction"])
             for name, value in losses.items():
                 self.loss_log.record(f"high_{name}", value, step)
 

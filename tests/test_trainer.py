@@ -88,6 +88,15 @@ def test_env_threads_give_identical_metrics(cmd, uninterrupted, tmp_path):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
+def test_emulated_capture_resumes_to_identical_metrics(cmd, uninterrupted, tmp_path):
+    """Steps through the CUDA graphs' buffers (emulated on the CPU), stopped at 400 and
+    resumed (the steps are recorded anew): the eager run's metrics exactly."""
+    subprocess.run(cmd(tmp_path, steps=400, extra=["train.capture=emulate"]), check=True)
+    subprocess.run(cmd(tmp_path, extra=["train.capture=emulate"]), check=True)
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
 def test_corrupt_latest_checkpoint_falls_back_to_previous(cmd, uninterrupted, tmp_path):
     subprocess.run(cmd(tmp_path, steps=400), check=True)
     latest = list_checkpoints(tmp_path / "state-seeds-0-1")[-1]

@@ -115,23 +115,33 @@ class HierarchicalAgent(nn.Module):
         return self.low.actor.act(self.low_input(states, goal))
 
     # -- learning ----------------------------------------------------------------------------
-    def update_low(self, batch: dict, noise_rng: MemberRNG) -> dict[str, torch.Tensor]:
+    # (`phase`: see TD3.update; given, an update changes no host state and can be captured)
+    def update_low(self, batch: dict, noise_rng: MemberRNG,
+                   phase: int | None = None) -> dict[str, torch.Tensor]:
         obs = self.low_input(batch["state"], batch["goal"])
         next_obs = self.low_input(batch["next_state"], batch["next_goal"])
         return self.low.update(obs, batch["action"], batch["reward"], next_obs, noise_rng,
-                               reward_scale=self.cfg.low.reward_scale)
+                               reward_scale=self.cfg.low.reward_scale, phase=phase)
 
-    def update_high(self, batch: dict, noise_rng: MemberRNG,
-                    correction_rng: MemberRNG) -> dict[str, torch.Tensor]:
+    def update_high(self, batch: dict, noise_rng: MemberRNG, correction_rng: MemberRNG,
+                    phase: int | None = None) -> dict[str, torch.Tensor]:
         goal = self.correction(self, batch, correction_rng)
         states, target = batch["states"], batch["target"]
         losses = self.high.update(self.high_input(states[:, :, 0], target), goal,
                                   batch["reward"], self.high_input(states[:, :, -1], target),
                                   noise_rng, reward_scale=self.cfg.high.reward_scale,
-                                  discount=batch["discount"])
+                                  discount=batch["discount"], phase=phase)
         shift = torch.linalg.vector_norm(goal - batch["goal"], dim=-1)
         losses["relabel_shift"] = shift.mean(dim=1)  # how far the correction moved goals
         return losses
+
+    def mutable_tensors(self) -> list[torch.Tensor]:
+        """Every tensor an update changes: networks, target networks, optimizer moments."""
+        out = [*self.parameters(), *self.buffers()]
+        for td3 in (self.high, self.low):
+            for opt in (td3.actor_opt, td3.critic_opt):
+                out += [*opt.exp_avg, *opt.exp_avg_sq, opt.step_count]
+        return out
 
     def replay_fields(self) -> tuple[dict, dict]:
         """Field shapes of the low-level and high-level replay buffers."""

@@ -52,12 +52,18 @@ class TD3(nn.Module):
         self.updates = state["updates"]
 
     def update(self, obs, action, reward, next_obs, noise_rng: MemberRNG,
-               reward_scale: float = 1.0,
-               discount: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               reward_scale: float = 1.0, discount: torch.Tensor | None = None,
+               phase: int | None = None) -> dict[str, torch.Tensor]:
         """One TD3 step on a batch ([K, B, ...] each); `discount` (0 or 1 per transition)
         multiplies gamma where given. Returns per-member losses [K]
-        ('actor' only on the steps where the delayed actor update runs)."""
+        ('actor' only on the steps where the delayed actor update runs).
+
+        `phase` is the update's place in the policy-delay cycle. Left out, this update is
+        counted and takes the next phase; given (from `next_phase()`), the step changes no
+        host state, so it can run as a captured graph (hflow.graphs)."""
         cfg = self.cfg
+        if phase is None:
+            phase = self.next_phase()
         with torch.no_grad():
             noise = (noise_rng.normal(*action.shape[1:]) * cfg.target_noise).clamp(
                 -cfg.target_noise_clip, cfg.target_noise_clip)
@@ -72,10 +78,10 @@ class TD3(nn.Module):
         self.critic_opt.step(torch.autograd.grad(member_sum(critic_loss), self.critic_params))
 
         losses = {"critic": per_member(critic_loss)}
-        if self.updates % cfg.policy_delay and cfg.policy_delay_mode == "zero_loss":
+        if phase and cfg.policy_delay_mode == "zero_loss":
             # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
             self.actor_opt.step(self.zero_grads)
-        elif self.updates % cfg.policy_delay == 0:
+        elif phase == 0:
             actor_loss = -self.critic(obs, self.actor(obs), heads=1)[0]
             # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
             self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
@@ -85,8 +91,13 @@ class TD3(nn.Module):
                                         (self.critic_target, self.critic)):
                     torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()),
                                          cfg.tau)
-        self.updates += 1
         return losses
+
+    def next_phase(self) -> int:
+        """Counts an update; returns its place in the policy-delay cycle (0: the actor's)."""
+        phase = self.updates % self.cfg.policy_delay
+        self.updates += 1
+        return phase
 
     def optimizer_state(self) -> dict:
         return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
