@@ -118,7 +118,8 @@ class TrainConfig(Section):
                             "run: cuda = recorded once and replayed as CUDA graphs, eager = "
                             "op by op, auto = cuda on a CUDA device and eager on the CPU, "
                             "emulate = the graphs' buffers and draw order without a graph "
-                            "(checks them on the CPU); all give the same numbers")
+                            "(checks them on the CPU); the draws and arithmetic are the "
+                            "same in every mode")
     checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept")
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files to seed<N>/tensorboard "

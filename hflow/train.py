@@ -6,7 +6,8 @@ transition is stored, a finished c-step segment goes to the high-level buffer, t
 level updates (every step) and the high level (every 10 steps) once the warm-up is over.
 Every `eval_every` steps: evaluate and append a metrics row per seed; every
 `checkpoint_every` steps (and at the end) also checkpoint. Rerunning the same command
-resumes from the newest readable checkpoint.
+resumes from the newest readable checkpoint. Acting and the updates go through
+`self.graphs`, which on CUDA replays them as captured graphs (hflow.graphs).
 """
 
 from __future__ import annotations
@@ -270,8 +271,9 @@ class Trainer:
 
         # -- the low level acts (exploration noise, clipped to the action bounds)
         if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
-            action, extras = self._uniform(self.agent.action_bound), \
-                self.agent.act_low(self.state, self.goal)[1]
+            # uniform warm-up: the policy still gives the extras the segment stores
+            extras = self.agent.act_low(self.state, self.goal)[1]
+            action = self._uniform(self.agent.action_bound)
         else:
             extras = self.graphs("act_low", 0, self._act_low,
                                  {"state": self.state, "goal": self.goal},
