@@ -106,6 +106,7 @@ class StepGraphs:
             raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
         self.mode, self.device, self.members, self.mutable = mode, device, members, mutable
         self.entries: dict[tuple, Entry] = {}
+        self.stream = None  # CUDA: the stream of every warm-up and capture
 
     def __call__(self, name: str, key, fn: Callable, inputs: dict[str, torch.Tensor],
                  *rngs) -> dict[str, torch.Tensor]:
@@ -136,10 +137,14 @@ class StepGraphs:
         generator = torch.Generator(self.device).manual_seed(0)
         recorders = [DrawRecorder(self.members, self.device, generator) for _ in range(n_rngs)]
         cuda = self.mode == "cuda"
-        side = torch.cuda.Stream(self.device) if cuda else None
-        if cuda:  # warm-up runs on a side stream, as torch.cuda.graph's docs ask
+        if cuda:
+            # Warm-up runs on a side stream, as torch.cuda.graph's docs ask, and the capture on
+            # the same one: libraries keep per-stream handles that must exist before capture.
+            if self.stream is None:
+                self.stream = torch.cuda.Stream(self.device)
+            side = self.stream
             side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side) if cuda else nullcontext():
+        with torch.cuda.stream(self.stream) if cuda else nullcontext():
             fn(key, static, *recorders)
             draws = [FixedDraws(r) for r in recorders]
             for _ in range(WARMUP_RUNS):
@@ -153,7 +158,7 @@ class StepGraphs:
         if cuda:
             entry.graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(entry.graph):
+                with torch.cuda.graph(entry.graph, stream=side):
                     entry.outputs = fn(key, static, *(d.rewind() for d in draws))
             except RuntimeError as err:
                 raise HflowError(f"recording step {name!r} ({key}) as a CUDA graph failed "
