@@ -1,7 +1,8 @@
 """Training throughput in the steady state the real workload runs in.
 
     python benchmarks/train_throughput.py [--models hiro ours] [--members 1 4 16] [--tiny]
-        [--steps 200] [--device cpu] [--task AntPushSingle] [--baseline PATH] [--repeats 1]
+        [--steps 200] [--device cpu] [--capture auto] [--task AntPushSingle] [--baseline PATH]
+        [--repeats 1]
 
 Both levels update while it is timed: the loop first collects `batch_size x c` env steps (so
 the high-level buffer holds a batch and HIRO's correction runs), then times `--steps` env
@@ -14,6 +15,10 @@ shown apart), storing and other (the loop's own code), the achieved GFLOP/s of t
 (FLOPs counted by torch's FlopCounterMode on one update of each level), and the projected
 time of one 10M-step seed and of the paper's grid (config/config.yaml) on this device when
 its jobs run one after another with K members each.
+
+On CUDA, acting and the updates run as captured graphs unless `--capture eager`
+(`train.capture`); the breakdown then times each graph as a whole, so the correction is
+inside the high-level update and shows as nan.
 
 `--tiny` uses 16-16 networks (compute negligible): what remains is the per-step overhead.
 `--baseline PATH` runs every case also against another checkout of hflow (e.g. the previous
