@@ -119,7 +119,32 @@ def test_first_layer_shared_across_candidates_equals_the_plain_forward():
     state, goals = torch.randn(2, 4, 6, 3, generator=gen), torch.randn(2, 4, 9, 6, 2,
                                                                        generator=gen)
     joined = torch.cat([state.unsqueeze(2).expand(2, 4, 9, 6, 3), goals], dim=-1)
-    assert torch.allclose(mlp.forward_shared(state, goals), mlp(joined), atol=1e-6)
+    whole = mlp.forward_shared(state, goals)
+    assert torch.allclose(whole, mlp(joined), atol=1e-6)
+
+
+def test_shared_forward_in_cache_sized_chunks_gives_identical_numbers(monkeypatch):
+    """On the CPU forward_shared takes the batch in chunks that fit in cache: the same
+    numbers, bit for bit, whatever the chunk (here 1 and 3 of 4 rows, and the whole)."""
+    import hflow.nets.dense as dense
+
+    mlp = MemberMLP(2, [5, 7, 7, 3], MemberRNG([0, 1], "init"), out_act="tanh")
+    gen = torch.Generator().manual_seed(1)
+    state, goals = torch.randn(2, 4, 6, 3, generator=gen), torch.randn(2, 4, 9, 6, 2,
+                                                                       generator=gen)
+    whole = mlp.forward_shared(state, goals)  # 2 x 54 rows x 7 wide per batch row: one chunk
+    with torch.no_grad():  # the correction's case: activations in place
+        whole_no_grad = mlp.forward_shared(state, goals)
+    for floats, chunks in ((2 * 54 * 7, 4), (3 * 2 * 54 * 7, 2)):
+        monkeypatch.setattr(dense, "CPU_CHUNK_FLOATS", floats)
+        calls = []
+        monkeypatch.setattr(mlp, "_forward_shared",
+                            lambda s, v, f=mlp._forward_shared: calls.append(1) or f(s, v))
+        assert torch.equal(mlp.forward_shared(state, goals), whole)
+        with torch.no_grad():
+            assert torch.equal(mlp.forward_shared(state, goals), whole_no_grad)
+        assert len(calls) == 2 * chunks
+        monkeypatch.undo()
 
 
 def test_blocked_rng_resumes_mid_block_and_keeps_members_independent():
