@@ -25,15 +25,15 @@ inside the high-level update and shows as nan.
 main: `git worktree add /tmp/base main`), interleaved with the current one, and prints the
 ratio current / baseline.
 
-Measured on the 2-core CI machine against the previous main (dc9c523), env steps/s per member,
-current vs previous (`--members 1 4 16`; paper-size `--steps 100`, tiny `--steps 300`):
-    paper-size hiro  K=1 91.7 vs 68.5 (1.34x) | K=4 23.7 vs 19.4 | K=16 5.7 vs 4.8
-    paper-size ours  K=1 138.2 vs 103.8 (1.33x) | K=4 49.4 vs 45.4 | K=16 14.4 vs 13.1
-    16-16 hiro       K=1 477.7 vs 373.2 (1.28x) | K=4 257.9 vs 200.1 | K=16 75.4 vs 56.1
-    16-16 ours       K=1 254.3 vs 207.7 (1.22x) | K=4 169.2 vs 135.6 | K=16 68.1 vs 60.6
-The same case moves by about 10% between runs on this shared machine; the correction's
-memory-bound passes at K = 16 with tiny nets moved between 15 and 33 ms per update between
-identical runs.
+Measured on the 2-core CI machine against the main of before the speed work (dc9c523),
+env steps/s per member, current vs before (`--members 1 4 16`; paper-size `--steps 100`,
+tiny `--steps 300`):
+    paper-size hiro  K=1 107.7 vs 69.6 (1.55x) | K=4 24.6 vs 19.1 | K=16 6.6 vs 4.6
+    paper-size ours  K=1 126.7 vs 109.7 (1.16x) | K=4 46.2 vs 41.5 | K=16 13.6 vs 12.5
+    16-16 hiro       K=1 432.4 vs 309.9 (1.40x) | K=4 228.1 vs 190.1 | K=16 77.0 vs 56.2
+    16-16 ours       K=1 230.9 vs 178.8 (1.29x) | K=4 149.6 vs 107.9 | K=16 65.2 vs 54.8
+The same case moves by about 10% between runs on this shared machine (another paper-size
+K=1 run, best of 2: hiro 1.41x, ours 1.25x).
 """
 
 from __future__ import annotations
