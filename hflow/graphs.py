@@ -103,7 +103,8 @@ class StepGraphs:
         if mode not in MODES:
             raise ValueError(f"graph mode {mode!r}; allowed: {', '.join(MODES)}")
         if mode == "cuda" and device.type != "cuda":
-            raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
+            raise HflowError(f"train.capture = 'cuda' needs a CUDA device, but train.device "
+                             f"is {device}; use auto, eager or emulate")
         self.mode, self.device, self.members, self.mutable = mode, device, members, mutable
         self.entries: dict[tuple, Entry] = {}
         self.stream = None  # CUDA: the stream of every warm-up and capture
@@ -124,8 +125,8 @@ class StepGraphs:
             entry.graph.replay()
         else:  # emulate: fixed output buffers too, overwritten by every step as a replay's are
             fresh = fn(key, entry.inputs, *(d.rewind() for d in entry.draws))
-            for name, value in fresh.items():
-                entry.outputs.setdefault(name, torch.empty_like(value)).copy_(value)
+            for out_name, value in fresh.items():
+                entry.outputs.setdefault(out_name, torch.empty_like(value)).copy_(value)
         return {k: v.clone() for k, v in entry.outputs.items()}
 
     def _capture(self, name: str, key, fn: Callable, inputs: dict[str, torch.Tensor],

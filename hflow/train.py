@@ -58,10 +58,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def capture_mode(setting: str, device: torch.device) -> str:
-    """`train.capture` -> a StepGraphs mode on this device."""
-    if setting == "cuda" and device.type != "cuda":
-        raise HflowError(f"train.capture = 'cuda' needs a CUDA device, but train.device is "
-                         f"{device}; use auto, eager or emulate")
+    """`train.capture` -> a StepGraphs mode on this device ('auto': graphs on CUDA only)."""
     if setting == "auto":
         return "cuda" if device.type == "cuda" else "eager"
     return setting

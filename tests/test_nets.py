@@ -119,8 +119,7 @@ def test_first_layer_shared_across_candidates_equals_the_plain_forward():
     state, goals = torch.randn(2, 4, 6, 3, generator=gen), torch.randn(2, 4, 9, 6, 2,
                                                                        generator=gen)
     joined = torch.cat([state.unsqueeze(2).expand(2, 4, 9, 6, 3), goals], dim=-1)
-    whole = mlp.forward_shared(state, goals)
-    assert torch.allclose(whole, mlp(joined), atol=1e-6)
+    assert torch.allclose(mlp.forward_shared(state, goals), mlp(joined), atol=1e-6)
 
 
 def test_shared_forward_in_cache_sized_chunks_gives_identical_numbers(monkeypatch):

@@ -72,11 +72,12 @@ class MemberMLP(nn.Module):
 
         On the CPU the B dim is taken in chunks whose activations fit in cache: HIRO's
         correction runs 100 candidate rows per segment through the low-level actor, and in
-        one piece its passes wait on memory (1.6x slower at paper size). Row by row the
-        arithmetic is the same, so are the results."""
+        one piece its passes wait on memory (1.6x slower at paper size). Each row's
+        arithmetic is the same either way, so the results are identical."""
         K, B = varied.shape[:2]
-        floats = K * (varied[0, 0, ..., 0].numel()) * max(l.out_features for l in self.layers)
-        step = B if varied.device.type != "cpu" else max(1, CPU_CHUNK_FLOATS // floats)
+        # floats of the widest activation for one row of B (all members, all n x rest rows)
+        per_row = K * varied[0, 0, ..., 0].numel() * max(l.out_features for l in self.layers)
+        step = B if varied.device.type != "cpu" else max(1, CPU_CHUNK_FLOATS // per_row)
         if step >= B:
             return self._forward_shared(shared, varied)
         return torch.cat([self._forward_shared(shared[:, i:i + step], varied[:, i:i + step])
