@@ -21,6 +21,14 @@ class Adam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.step_count = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
 
+    def apply(self, fn, params: list) -> None:
+        """Applies a module conversion (`nn.Module._apply`'s fn: device, dtype) to the state
+        and rebinds the parameters (a conversion may replace them)."""
+        self.params = list(params)
+        self.exp_avg = [fn(t) for t in self.exp_avg]
+        self.exp_avg_sq = [fn(t) for t in self.exp_avg_sq]
+        self.step_count = fn(self.step_count)
+
     @torch.no_grad()
     def step(self, grads: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
         self.step_count += 1

@@ -41,3 +41,32 @@ def tiny():
 def train_cmd():
     """train_cmd(out, steps, seeds, extra, model, task): a tiny run's command line."""
     return train_command
+
+
+# The gpu tests' run length: warm-up is 100 steps, then the high level needs a batch (32) of
+# c = 10 step segments. tests/test_device.py checks on the CPU that it suffices.
+GPU_TEST_STEPS = 500
+
+
+def assert_both_levels_update(trainer):
+    """The premise of comparing two runs: both buffers hold a batch, both levels updated."""
+    batch = trainer.cfg.td3.batch_size
+    assert len(trainer.low_buffer) >= batch and len(trainer.high_buffer) >= batch, (
+        len(trainer.low_buffer), len(trainer.high_buffer), batch)
+    assert trainer.agent.low.updates > 0 and trainer.agent.high.updates > 0
+
+
+@pytest.fixture(scope="session")
+def make_trainer(tiny):
+    """make_trainer(tmp_path, model, device, capture): the tiny 2-seed BallPush run of the
+    gpu tests, not started."""
+    from hflow.resolve import resolve
+    from hflow.train import Trainer
+
+    def make(tmp_path, model, device, steps=1000, capture="auto"):
+        cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
+                      sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}",
+                                        f"train.capture={capture}"]))
+        return Trainer(cfg, tmp_path / device, progress=False)
+
+    return make

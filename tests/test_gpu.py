@@ -7,9 +7,8 @@ import warnings
 
 import pytest
 import torch
-
-from hflow.resolve import resolve
-from hflow.train import Trainer
+from conftest import GPU_TEST_STEPS as STEPS
+from conftest import assert_both_levels_update
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -28,22 +27,12 @@ class FixedRNG:
         return torch.rand((2, *shape), generator=self.gen).to(self.device)
 
 
-@pytest.fixture(scope="session")
-def make_trainer(tiny):
-    def make(tmp_path, model, device, steps=400, capture="auto"):
-        cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
-                      sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}",
-                                        f"train.capture={capture}"]))
-        return Trainer(cfg, tmp_path / device, progress=False)
-
-    return make
-
-
 @pytest.mark.parametrize("model", ["hiro", "ours"])
 def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_path, model):
     cpu = make_trainer(tmp_path, model, "cpu")
-    for _ in range(300):  # both buffers hold a batch
+    for _ in range(STEPS):
         cpu.advance()
+    assert_both_levels_update(cpu)
     cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
     for level in ("low", "high"):
         batch = getattr(cpu, f"{level}_buffer").sample(cpu.cfg.td3.batch_size,
@@ -62,13 +51,14 @@ def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_pat
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
 def test_captured_training_matches_eager_within_float_tolerance(make_trainer, tmp_path, model):
-    """300 steps (both levels updating past step 100) with acting and updates replayed as
-    CUDA graphs, and the same op by op: the same networks and optimizer moments."""
+    """500 steps (both levels updating) with acting and updates replayed as CUDA graphs,
+    and the same op by op: the same networks and optimizer moments."""
     runs = {}
     for capture in ("eager", "cuda"):
         runs[capture] = make_trainer(tmp_path / capture, model, "cuda", capture=capture)
-        for _ in range(300):
+        for _ in range(STEPS):
             runs[capture].advance()
+        assert_both_levels_update(runs[capture])
     assert {name for name, _ in runs["cuda"].graphs.entries} == {
         "act_low", "act_high", "update_low", "update_high"}
     eager, captured = (runs[c].agent.mutable_tensors() for c in ("eager", "cuda"))
@@ -83,8 +73,9 @@ def test_captured_training_matches_eager_within_float_tolerance(make_trainer, tm
 def test_cuda_step_syncs_only_to_hand_the_action_to_the_envs(make_trainer, tmp_path, model):
     trainer = make_trainer(tmp_path, model, "cuda")
     assert trainer.graphs.mode == "cuda"  # the default on CUDA: acting and updates captured
-    for _ in range(300):
+    for _ in range(STEPS):
         trainer.advance()
+    assert_both_levels_update(trainer)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
     try:

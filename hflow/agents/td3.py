@@ -45,6 +45,17 @@ class TD3(nn.Module):
         self.zero_grads = [torch.zeros_like(p) for p in self.actor_params]
         self.updates = 0  # a host int: reading a device counter would sync every step
 
+    def _apply(self, fn, recurse=True):
+        """`.to()`, `.cuda()`, `.double()` ... move the optimizer state too: Adam's moments,
+        step counts and the zero gradients live in plain lists that nn.Module does not see."""
+        super()._apply(fn, recurse)
+        self.actor_params = list(self.actor.parameters())
+        self.critic_params = list(self.critic.parameters())
+        self.actor_opt.apply(fn, self.actor_params)
+        self.critic_opt.apply(fn, self.critic_params)
+        self.zero_grads = [fn(t) for t in self.zero_grads]
+        return self
+
     def get_extra_state(self) -> dict:
         return {"updates": self.updates}
 

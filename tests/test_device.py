@@ -1,0 +1,71 @@
+"""Every tensor an agent holds follows `.to(device)`: checked on the `meta` device, so the
+CPU catches what would otherwise crash only on a GPU (optimizer moments in plain lists)."""
+
+import pytest
+import torch
+from conftest import GPU_TEST_STEPS, assert_both_levels_update
+from torch import nn
+
+from hflow.agents.hiro import HierarchicalAgent
+from hflow.agents.registry import PRESETS
+from hflow.envs import get_task, goal_space
+from hflow.resolve import resolve
+
+
+def reachable_tensors(root) -> dict[str, torch.Tensor]:
+    """Every tensor reachable from `root` through attributes, lists, tuples and dicts of
+    hflow's and torch.nn's objects, by access path."""
+    found, seen = {}, set()
+
+    def walk(obj, path):
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found[path] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}[{k!r}]")
+        elif isinstance(obj, list | tuple):
+            for i, v in enumerate(obj):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(obj, nn.Module) or type(obj).__module__.startswith("hflow"):
+            for k, v in vars(obj).items():
+                walk(v, f"{path}.{k}")
+
+    walk(root, "agent")
+    return found
+
+
+@pytest.mark.parametrize("model", list(PRESETS))
+def test_every_tensor_of_an_agent_moves_with_to(tiny, model):
+    cfg = resolve(model, options={"task.name": "PointMazeSingle", "train.seeds": [0, 1]},
+                  sets=tiny(model))
+    task = get_task(cfg.task.name)
+    agent = HierarchicalAgent(cfg, task, goal_space(task, cfg.task.hi, cfg.task.lo), [0, 1])
+    before = reachable_tensors(agent)
+    # the premise: the walk reaches the optimizer's state, not only nn.Module's own tensors
+    assert any(".actor_opt.exp_avg[" in p for p in before)
+    assert any(".critic_opt.step_count" in p for p in before)
+    assert any(".zero_grads[" in p for p in before)
+    agent.to("meta")
+    left = {p: t.device for p, t in reachable_tensors(agent).items()
+            if t.device.type != "meta"}
+    assert not left, left
+    # the optimizers still point at the module's own (moved) parameters
+    for td3 in (agent.high, agent.low):
+        assert all(a is b for a, b in zip(td3.actor_opt.params, td3.actor.parameters(),
+                                          strict=True))
+
+
+@pytest.mark.parametrize("model", ["hiro", "ours"])
+def test_the_gpu_tests_run_long_enough_to_record_every_step_kind(make_trainer, tmp_path,
+                                                                  model):
+    """tests/test_gpu.py's premise, on the CPU: its runs reach both levels' updates, and the
+    emulated capture records all four step kinds."""
+    trainer = make_trainer(tmp_path, model, "cpu", capture="emulate")
+    for _ in range(GPU_TEST_STEPS):
+        trainer.advance()
+    assert_both_levels_update(trainer)
+    assert {name for name, _ in trainer.graphs.entries} == {
+        "act_low", "act_high", "update_low", "update_high"}
