@@ -200,7 +200,16 @@ class FlowConfig(Section):
     hidden: Sizes = Field(default_factory=lambda: [150, 150],
                           description="scale/translation nets")
     z_state_dim: int = Field(19, ge=1, description="size of a_{z-state}")
-    scale_bound: float = Field(2.0, description="|log scale| <= bound per layer")
+    relabel_from: Literal["fdgm_output", "executed_action"] = Field(
+        "fdgm_output", description="what the inverse takes: a_rnvp, the FDGM part's output "
+                                   "before noise and squash, or the executed action")
+    scale_bound: float = Field(2.0, gt=0, description="|log scale| <= bound per layer")
+    shift_bound: float = Field(0.0, ge=0, description="|coupling shift| <= bound per layer; "
+                                                      "0: unbounded (RealNVP)")
+    presquash_penalty: float = Field(0.0, ge=0, description="weight of mean(y^2) of the "
+                                                            "pre-squash output in L_rnvp")
+    log_density_weight: float = Field(0.0, ge=0, description="weight of log p(a | cond) "
+                                                             "(x ~ N(0, I)) in L_rnvp")
     goal_scaling: Literal["range", "none"] = Field(
         "range", description="divide g_{1:d} by its half-range before the flow")
     squash_eps: float = Field(1e-6, gt=0, lt=0.5)

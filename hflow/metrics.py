@@ -24,7 +24,11 @@ from pathlib import Path
 from hflow import HflowError
 from hflow.io import write_text
 
-LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor", "high_relabel_shift")
+# What each update logs (hflow.losses): the losses, then the relabelling's health
+# (HierarchicalAgent.relabel_health; high_round_trip_miss for flow low levels only).
+LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor", "high_relabel_shift",
+          "high_relabel_at_bound", "high_relabel_out_of_range", "high_saturated",
+          "high_round_trip_miss")
 METRIC_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance", "train_return",
                   *LOSSES, "steps_per_s", "wall_s")
 TIMING_COLUMNS = ("steps_per_s", "wall_s")

@@ -46,7 +46,9 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
     batch_ = {"states": states, "actions": actions, "goal": stale}
     # sigma 0.25 x the point's half-range 10: candidates spread +-2.5, as on the goal scale
     # of the stale offset
-    relabelled = HiroCorrection(8, 0.25)(agent, batch_, MemberRNG([0, 1], "correction"))
+    relabelled, unclipped = HiroCorrection(8, 0.25)(agent, batch_,
+                                                    MemberRNG([0, 1], "correction"))
+    assert torch.equal(relabelled, unclipped.clamp(-10, 10))  # the point's subgoal bound
     err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
     err_old = (stale - true_goal)[..., :2].norm(dim=-1)
     assert (err_new < err_old).all()
@@ -78,27 +80,34 @@ def _segments(agent, cfg, batch=32, seed=0):
     steps = torch.randn(K, batch, c + 1, o, generator=gen) * 0.05
     states = torch.randn(K, batch, 1, o, generator=gen) + steps.cumsum(dim=2)
     true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.subgoal_bound
-    actions, conds = [], []
+    actions, extras = [], []
     goal = true_goal
     for i in range(c):
-        a, extras = agent.act_low(states[:, :, i], goal)
+        a, ex = agent.act_low(states[:, :, i], goal)
         actions.append(a)
-        conds.append(extras["cond"])
+        extras.append(ex)
         goal = agent.goal_transition(states[:, :, i], goal, states[:, :, i + 1])
-    return states, torch.stack(actions, 2), torch.stack(conds, 2), true_goal
+    stored = {k: torch.stack([ex[k] for ex in extras], 2) for k in extras[0]}
+    return {"states": states, "actions": torch.stack(actions, 2), **stored}, true_goal
 
 
+SOURCES = ["fdgm_output", "executed_action"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("reduce", ["first", "mean"])
-def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce):
+def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce, source):
     cfg, agent = ours_agent()
-    states, actions, cond, true_goal = _segments(agent, cfg)
+    agent.low.actor.relabel_from = source
+    batch, true_goal = _segments(agent, cfg)
+    states = batch["states"]
     stale = (2 * torch.rand_like(true_goal) - 1) * agent.subgoal_bound
-    batch = {"states": states, "actions": actions, "cond": cond, "goal": stale}
-    out = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    batch["goal"] = stale
+    out, _ = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
     d = agent.action_dim
     assert torch.allclose(out[..., :d], true_goal[..., :d], atol=1e-3)
     assert torch.equal(out[..., d:], stale[..., d:])  # elements beyond d keep stored values
-    delta = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch, None)
+    delta, _ = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch, None)
     s_lo = agent.subgoal_part(states)
     delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.subgoal_bound[d:]
     assert torch.allclose(delta[..., :d], out[..., :d])
@@ -107,28 +116,31 @@ def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce):
 
 def test_alg2_recovers_the_goal_when_the_stored_goal_is_true(ours_agent):
     cfg, agent = ours_agent()
-    states, actions, cond, true_goal = _segments(agent, cfg)
-    batch = {"states": states, "actions": actions, "cond": cond, "goal": true_goal}
-    out = FlowInverseCorrection("alg2", "mean")(agent, batch, None)
+    batch, true_goal = _segments(agent, cfg)
+    batch["goal"] = true_goal
+    out, _ = FlowInverseCorrection("alg2", "mean")(agent, batch, None)
     assert torch.allclose(out, true_goal, atol=1e-3)
     # With a stale goal the recomputed condition differs: alg2 is not alg1.
     batch["goal"] = true_goal.flip(1)
-    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch, None)
+    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch, None)[0]
                               [..., :8], true_goal[..., :8], atol=1e-2)
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("inverse", ["alg1", "alg2"])
-def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, inverse):
+def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, inverse, source):
     cfg, agent = ours_agent()
-    states, actions, cond, true_goal = _segments(agent, cfg)
+    agent.low.actor.relabel_from = source
+    batch, true_goal = _segments(agent, cfg)
+    states, actions, cond = batch["states"], batch["actions"], batch["cond"]
     before = [p.detach().clone() for p in agent.low.actor.parameters()]
     for _ in range(4):  # change the low level: the stored goals are now stale
         obs = agent.low_input(states[:, :, 0], true_goal)
         agent.low.update(obs, actions[:, :, 0], torch.randn(2, 32, 1), obs,
                         MemberRNG([0, 1], "noise"))
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
-    batch = {"states": states, "actions": actions, "cond": cond, "goal": true_goal}
-    relabelled = FlowInverseCorrection(inverse, "first")(agent, batch, None)
+    batch["goal"] = true_goal
+    relabelled, _ = FlowInverseCorrection(inverse, "first")(agent, batch, None)
     actor = agent.low.actor
     with torch.no_grad():
         if inverse == "alg1":
@@ -136,7 +148,10 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
         else:
             c0 = actor.condition(agent.low_input(states[:, :, 0], true_goal))
         x = relabelled[..., :agent.action_dim] / actor.subgoal_bound
-        reproduced = squash(actor.flow(x, c0)[0], actor.action_bound)
-    assert torch.allclose(reproduced, actions[:, :, 0], atol=1e-3)
+        y = actor.flow(x, c0)[0]
+    if source == "fdgm_output":  # the FDGM part's stored output itself
+        assert torch.allclose(y, batch["fdgm_output"][:, :, 0], atol=1e-4)
+    else:
+        assert torch.allclose(squash(y, actor.action_bound), actions[:, :, 0], atol=1e-3)
     moved = (relabelled[..., :8] - true_goal[..., :8]).abs().max()
     assert moved > 1e-4  # the update really moved the goal that explains the action

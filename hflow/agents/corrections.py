@@ -4,7 +4,9 @@ One interface, three pieces: `none` (keep the stored goal; LSP, Ma et al.), `hir
 10 candidates scored by the low level's likelihood of the stored actions) and `flow` (the
 paper's exact inverse of the flow, Algorithms 1 and 2). A batch holds c-step segments:
 states [K, B, c+1, obs], actions [K, B, c, a], goal [K, B, lo] and the low level's stored
-extras (the flow condition `cond` [K, B, c, z]).
+extras (the flow condition `cond` [K, B, c, z] and output `fdgm_output` [K, B, c, d]).
+A correction returns the relabelled goals clipped to the subgoal range and the same before
+clipping, [K, B, lo] each: how often a relabel leaves the range is a health metric.
 
 A correction sees the agent only through `LowLevelView`: the low-level policy, the low
 level's input and the two bounds; it does not import the agent.
@@ -47,9 +49,12 @@ def goal_offsets(low: LowLevelView, states: torch.Tensor) -> torch.Tensor:
     return s[..., :1, :] - s
 
 
+Relabel = tuple[torch.Tensor, torch.Tensor]  # (clipped, before clipping)
+
+
 class NoCorrection:
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
-        return batch["goal"]
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
+        return batch["goal"], batch["goal"]
 
 
 class HiroCorrection:
@@ -61,13 +66,12 @@ class HiroCorrection:
         self.samples, self.sigma = samples, sigma
 
     def candidates(self, low: LowLevelView, states, goal, rng: MemberRNG) -> torch.Tensor:
-        bound = low.subgoal_bound
+        """[K, B, n, lo], before clipping to the subgoal range."""
         s = low.subgoal_part(states)
         delta = s[:, :, -1] - s[:, :, 0]  # [K, B, lo]
         noise = rng.normal(goal.shape[1], self.samples, goal.shape[2]).to(goal.device)
-        sampled = delta.unsqueeze(2) + noise * self.sigma * bound
-        cands = torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
-        return clip_to_bound(cands, bound)  # [K, B, n, lo]
+        sampled = delta.unsqueeze(2) + noise * self.sigma * low.subgoal_bound
+        return torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
 
     @torch.no_grad()
     def score(self, low: LowLevelView, states, actions, cands) -> torch.Tensor:
@@ -79,16 +83,18 @@ class HiroCorrection:
         return -0.5 * diff.square_().sum(dim=(-1, -2))  # [K, B, n]
 
     @torch.no_grad()
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
-        cands = self.candidates(low, states, goal, rng)
+        raw = self.candidates(low, states, goal, rng)
+        cands = clip_to_bound(raw, low.subgoal_bound)
         best = self.score(low, states, actions, cands).argmax(dim=-1)  # [K, B]
         index = best[..., None, None].expand(-1, -1, 1, goal.shape[-1])
-        return cands.gather(2, index).squeeze(2)
+        return cands.gather(2, index).squeeze(2), raw.gather(2, index).squeeze(2)
 
 
 class FlowInverseCorrection:
-    """The paper's relabelling: g~_{1:d} = f^-1(a; condition) for the stored action a.
+    """The paper's relabelling: g~_{1:d} = f^-1(a_rnvp; condition) for the stored output
+    a_rnvp of the FDGM part (or the stored executed action: `flow.relabel_from`).
 
     alg1 (Algorithm 1): the condition stored at acting time.
     alg2 (Algorithm 2): the condition recomputed by the current forward and conditional parts
@@ -105,7 +111,7 @@ class FlowInverseCorrection:
         self.inverse, self.reduce, self.rest = inverse, reduce, rest
 
     @torch.no_grad()
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> torch.Tensor:
+    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
         actor = low.low_actor
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
         steps = 1 if self.reduce == "first" else actions.shape[2]
@@ -116,7 +122,8 @@ class FlowInverseCorrection:
         else:
             cond = actor.condition(low.low_input(states[:, :, :steps], goals))
         d = actor.flow_dim
-        inverted = actor.invert(actions[:, :, :steps], cond)  # g~_{t+i}[:d]
+        stored = actor.relabel_source(actions, batch)[:, :, :steps]
+        inverted = actor.invert(stored, cond)  # g~_{t+i}[:d]
         back = inverted - offsets[..., :d]  # to time t
         head = back.mean(dim=2) if self.reduce == "mean" else back[:, :, 0]
         if self.rest == "keep":
@@ -125,7 +132,7 @@ class FlowInverseCorrection:
             s_lo = low.subgoal_part(states)
             tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
         relabelled = torch.cat([head, tail], dim=-1)
-        return clip_to_bound(relabelled, low.subgoal_bound)
+        return clip_to_bound(relabelled, low.subgoal_bound), relabelled
 
 
 def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInverseCorrection:

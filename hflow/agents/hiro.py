@@ -21,6 +21,10 @@ from hflow.nets import MemberMLP, TwinCritic
 from hflow.seeding import MemberRNG
 
 
+# A round trip g -> a_rnvp -> g~ that misses g by this much in some element counts as a miss.
+ROUND_TRIP_TOLERANCE = 1e-3
+
+
 class MLPActor(nn.Module):
     """mu(obs) = bound * tanh(MLP(obs)): HIRO's actor for either level (bound: the subgoal
     bound for the high level, the action bound for the low level)."""
@@ -36,6 +40,10 @@ class MLPActor(nn.Module):
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self(obs), {}
+
+    def act_for_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(action, the actor loss's terms besides -Q: none for HIRO's actor)."""
+        return self(obs), None
 
     def forward_candidates(self, state_in: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
         """mu([s_i, g]) for n candidate goals per state: state_in [K, B, c, o] (the low
@@ -125,15 +133,38 @@ class HierarchicalAgent(nn.Module):
 
     def update_high(self, batch: dict, noise_rng: MemberRNG, correction_rng: MemberRNG,
                     phase: int | None = None) -> dict[str, torch.Tensor]:
-        goal = self.correction(self, batch, correction_rng)
+        goal, unclipped = self.correction(self, batch, correction_rng)
+        health = self.relabel_health(batch, goal, unclipped)  # before the update changes μ_lo
         states, target = batch["states"], batch["target"]
         losses = self.high.update(self.high_input(states[:, :, 0], target), goal,
                                   batch["reward"], self.high_input(states[:, :, -1], target),
                                   noise_rng, reward_scale=self.cfg.high.reward_scale,
                                   discount=batch["discount"], phase=phase)
-        shift = torch.linalg.vector_norm(goal - batch["goal"], dim=-1)
-        losses["relabel_shift"] = shift.mean(dim=1)  # how far the correction moved goals
-        return losses
+        return {**losses, **health}
+
+    @torch.no_grad()
+    def relabel_health(self, batch: dict, goal: torch.Tensor,
+                       unclipped: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per member [K], on the sampled segments: how far the correction moved goals
+        (`relabel_shift`), the share of relabelled goal elements at the subgoal bound and
+        outside it before clipping, the share of the low level's own (noise-free) action
+        elements at s_t, g_t where the squash saturates (`saturated`), and for a flow the share of segments
+        whose same-policy, noise-free round trip g -> a_rnvp (or a) -> g~ misses g by 1e-3 or
+        more in some element (`round_trip_miss`)."""
+        bound = self.subgoal_bound
+        obs = self.low_input(batch["states"][:, :, 0], batch["goal"])
+        action = self.low.actor(obs)
+        saturated = (action / self.action_bound).abs() > 1 - self.cfg.flow.squash_eps
+        health = {
+            "relabel_shift": torch.linalg.vector_norm(goal - batch["goal"], dim=-1).mean(1),
+            "relabel_at_bound": (goal.abs() >= bound).float().mean(dim=(1, 2)),
+            "relabel_out_of_range": (unclipped.abs() > bound).float().mean(dim=(1, 2)),
+            "saturated": saturated.float().mean(dim=(1, 2)),
+        }
+        if isinstance(self.low.actor, FlowActor):
+            miss = self.low.actor.round_trip_error(obs) >= ROUND_TRIP_TOLERANCE
+            health["round_trip_miss"] = miss.float().mean(dim=1)
+        return health
 
     def mutable_tensors(self) -> list[torch.Tensor]:
         """Every tensor an update changes: networks, target networks, optimizer moments."""

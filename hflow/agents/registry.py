@@ -17,6 +17,10 @@ from hflow.config import ConfigError, RunConfig, set_key
 # The paper's model: "Actor of FDGM: 150, all other NNs: 180, a_{t,z-state} = 19" (ablation).
 _FLOW_NETS = {"high.actor": [180, 180], "high.critic": [180, 180], "low.actor": [180, 180],
               "low.critic": [180, 180], "flow.hidden": [150, 150], "flow.z_state_dim": 19}
+# The paper's low level, with what keeps its inverse accurate (docs/interpretation.md,
+# "Relabelling"): the FDGM part's log-density in L_rnvp and a pre-squash penalty.
+_OURS = {"low.policy": "flow", "flow.condition": "action", "flow.log_density_weight": 0.01,
+         "flow.presquash_penalty": 0.01, **_FLOW_NETS}
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ours", "ours", "Our model",
            "flow low level (forward, conditional, FDGM parts); exact inverse relabelling, "
-           "Algorithm 1 (stored a_zstate)",
-           {"low.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
-            "flow.inverse": "alg1", **_FLOW_NETS}),
+           "Algorithm 1 (stored a_zstate and a_rnvp)",
+           {**_OURS, "hierarchy.correction": "flow", "flow.inverse": "alg1"}),
     Preset("hiro", "hiro", "HIRO",
            "MLP low level; HIRO's 10-candidate off-policy correction",
            {"low.policy": "mlp", "hierarchy.correction": "hiro"}),
@@ -63,16 +66,22 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             **_FLOW_NETS}),
     Preset("ours_alg2", "ours", "",
            "ours with Algorithm 2: the condition recomputed by the current networks",
-           {"low.policy": "flow", "flow.condition": "action", "hierarchy.correction": "flow",
-            "flow.inverse": "alg2", **_FLOW_NETS}),
+           {**_OURS, "hierarchy.correction": "flow", "flow.inverse": "alg2"}),
     Preset("ours_goal_conditioned", "variant", "",
            "Fig. 5 variant: the conditional part takes g instead of a_z",
-           {"low.policy": "flow", "flow.condition": "goal", "hierarchy.correction": "flow",
-            "flow.inverse": "alg1", **_FLOW_NETS}),
+           {**_OURS, "flow.condition": "goal", "hierarchy.correction": "flow",
+            "flow.inverse": "alg1"}),
     Preset("lsp_corrected", "lsp", "",
            "Fig. 4's LSP with HIRO's off-policy correction added for a fair comparison",
            {"low.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
             **_FLOW_NETS}),
+    # Controls of the paper's model: is its relabelling helping, hurting or neutral?
+    Preset("ours_uncorrected", "ours_none", "",
+           "control: ours with no off-policy correction (stored goals kept)",
+           {**_OURS, "hierarchy.correction": "none"}),
+    Preset("ours_hiro_corrected", "ours_hiro", "",
+           "control: ours with HIRO's 10-candidate correction instead of the flow's inverse",
+           {**_OURS, "hierarchy.correction": "hiro"}),
 )}
 
 

@@ -93,7 +93,10 @@ class TD3(nn.Module):
             # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
             self.actor_opt.step(self.zero_grads)
         elif phase == 0:
-            actor_loss = -self.critic(obs, self.actor(obs), heads=1)[0]
+            action, extra = self.actor.act_for_loss(obs)
+            actor_loss = -self.critic(obs, action, heads=1)[0]
+            if extra is not None:  # e.g. the flow's pre-squash penalty (hflow.agents.flow_actor)
+                actor_loss = actor_loss + extra
             # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
             self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
             losses["actor"] = per_member(actor_loss)

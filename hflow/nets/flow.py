@@ -3,10 +3,14 @@
 Each coupling layer keeps the elements where its mask is 1 and transforms the others:
 y = m*x + (1-m) * (x * exp(s) + t), with s, t = nets(m*x, condition). Masks alternate, so
 every element is transformed by every other layer. The log-scale is bounded,
-s = bound * tanh(raw / bound), which keeps exp(s) finite and the inverse well conditioned.
+s = bound * tanh(raw / bound), which keeps exp(s) finite and the inverse well conditioned;
+the shift can be bounded the same way (`shift_bound` > 0), which bounds how far the output
+can sit from the input and so how much a changed shift moves an inverted value.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -17,11 +21,11 @@ from hflow.seeding import MemberRNG
 
 class ConditionalRealNVP(nn.Module):
     def __init__(self, members: int, dim: int, cond_dim: int, layers: int, hidden: list[int],
-                 rng: MemberRNG, scale_bound: float = 2.0):
+                 rng: MemberRNG, scale_bound: float = 2.0, shift_bound: float = 0.0):
         super().__init__()
         if dim < 2:
             raise ValueError(f"a coupling flow needs dim >= 2, got {dim}")
-        self.dim, self.scale_bound = dim, scale_bound
+        self.dim, self.scale_bound, self.shift_bound = dim, scale_bound, shift_bound
         masks = torch.stack([(torch.arange(dim) + i) % 2 for i in range(layers)]).float()
         self.register_buffer("masks", masks)  # [layers, dim]
         # Final layers start at U(+-0.003): the flow starts close to the identity.
@@ -33,6 +37,8 @@ class ConditionalRealNVP(nn.Module):
         raw, shift = st.chunk(2, dim=-1)
         free = 1 - self.masks[i]
         log_scale = self.scale_bound * torch.tanh(raw / self.scale_bound) * free
+        if self.shift_bound > 0:
+            shift = self.shift_bound * torch.tanh(shift / self.shift_bound)
         return log_scale, shift * free
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +62,11 @@ class ConditionalRealNVP(nn.Module):
 def squash(y: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """Flow output -> action in (-high, high)."""
     return high * torch.tanh(y)
+
+
+def log_squash_jacobian(y: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """log |d squash(y) / dy| per element, computed stably: log(high * (1 - tanh(y)^2))."""
+    return torch.log(high) + 2 * (math.log(2) - y - torch.nn.functional.softplus(-2 * y))
 
 
 def unsquash(action: torch.Tensor, high: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
