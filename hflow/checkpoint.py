@@ -5,6 +5,10 @@ networks, optimisers, replay buffers, every random stream, the envs' generators 
 counters. They are taken between episodes (at evaluation points), so no physics state is
 needed. The final per-seed `policy.pt` holds the networks only.
 
+Every checkpoint and policy.pt carries a SHA-256 of its contents (every tensor's bytes,
+dtype and shape, and every plain value, in order), checked on load: a flipped bit that
+`torch.load` accepts is caught, and such a checkpoint is set aside like a torn one.
+
 Loading uses `torch.load(weights_only=True)`: tensors and plain data only, so a planted file
 cannot run code (checkpoints travel through DVC remotes and shared cluster filesystems). A
 checkpoint that asks to load a callable (what a crafted file does) or has another format
@@ -14,6 +18,7 @@ torch file) is set aside (renamed `*.unreadable`) and the previous one is used.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import shutil
@@ -26,12 +31,12 @@ from hflow import HflowError
 from hflow.io import atomic_path
 
 # policy.pt: 1 (no 'format' key) held all K members' networks and the member's index; 2 holds
-# the seed's own networks, loadable into a one-member agent.
-POLICY_FORMAT = 2
-CHECKPOINT_VERSION = 3  # 2: flat replay rows, blocked random streams, hflow's own Adam;
-#                         3: the levels named high and low, bounds not saved
+# the seed's own networks, loadable into a one-member agent; 3 adds the checksum.
+POLICY_FORMAT = 3
+CHECKPOINT_VERSION = 4  # 2: flat replay rows, blocked random streams, hflow's own Adam;
+#                         3: the levels named high and low, bounds not saved; 4: checksum
 REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
-                 "env_rng", "losses", "metrics")
+                 "env_rng", "losses", "metrics", "checksum")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
 
 
@@ -39,12 +44,56 @@ class CheckpointError(HflowError):
     pass
 
 
+class ChecksumMismatch(ValueError):
+    """The contents differ from what was written: treated like a torn file."""
+
+
+def content_digest(obj) -> str:
+    """SHA-256 over a nest of dicts, lists and tuples of tensors and plain values, in order
+    (dict keys included): what `torch.save` wrote, whatever the file's byte layout."""
+    digest = hashlib.sha256()
+
+    def feed(x):
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            digest.update(f"D{len(x)}".encode())
+            for key, value in x.items():
+                feed(key)
+                feed(value)
+        elif isinstance(x, list | tuple):
+            digest.update(f"L{len(x)}".encode())
+            for value in x:
+                feed(value)
+        else:
+            digest.update(f"V{type(x).__name__}:{x!r};".encode())
+
+    feed(obj)
+    return digest.hexdigest()
+
+
+def with_checksum(state: dict) -> dict:
+    return {**state, "checksum": content_digest(state)}
+
+
+def verify_checksum(state: dict, path: Path) -> dict:
+    """`state` without its checksum, after checking it; ChecksumMismatch if it differs."""
+    state = dict(state)
+    expected = state.pop("checksum")
+    if content_digest(state) != expected:
+        raise ChecksumMismatch(f"{path}'s contents do not match the checksum written with "
+                               f"them (the file was changed or damaged after writing)")
+    return state
+
+
 def save(state: dict, state_dir: str | Path, step: int, keep: int) -> Path:
     state_dir = Path(state_dir)
     path = state_dir / f"checkpoint-{step:012d}.pt"
     with atomic_path(path) as tmp:
         try:
-            torch.save(state, tmp)
+            torch.save(with_checksum(state), tmp)
         except RuntimeError as err:  # torch's writer reports a full disk this way
             free = shutil.disk_usage(state_dir).free / 2**20
             raise HflowError(f"writing checkpoint {path} failed ({err}); {free:,.0f} MiB free "
@@ -85,7 +134,7 @@ def load(path: str | Path) -> dict:
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete hflow "
                               f"checkpoint; delete it to fall back to the previous one")
-    return state
+    return verify_checksum(state, path)
 
 
 def _blocked(err: Exception) -> str:
@@ -125,3 +174,32 @@ def load_latest(state_dir: str | Path) -> dict | None:
     raise CheckpointError(
         f"no checkpoint in {state_dir} can be read ({listing}). Nothing was changed. To start "
         f"this run over, delete {state_dir} (or pass another --out / --state-dir)")
+
+
+def load_policy_file(path: str | Path) -> dict:
+    """A policy.pt's contents (tensors and plain data only), checksum checked (format 3 on);
+    any file that is not an intact policy.pt is a one-line error naming it."""
+    path = Path(path)
+    rerun = "rerun the training command that wrote it (it resumes and writes it again)"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "unsupported global" in str(err).lower():
+            raise HflowError(f"{path} asks to load code ({_blocked(err)}), which hflow's "
+                             f"policy.pt never does; refusing it, nothing was run") from None
+        # (not torch's own text: it advises weights_only=False, which would run the file)
+        raise HflowError(f"{path} is not a policy.pt hflow wrote (it holds objects other "
+                         f"than tensors and plain data); {rerun}") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as err:
+        raise HflowError(f"{path} cannot be read ({type(err).__name__}: {str(err)[:120]}): a "
+                         f"truncated or damaged file; {rerun}") from None
+    if not isinstance(saved, dict) or "nets" not in saved:
+        raise HflowError(f"{path} is not a policy.pt hflow wrote (no networks in it)")
+    if saved.get("format", 1) >= 3:
+        try:
+            saved = verify_checksum(saved, path)
+        except KeyError:
+            raise HflowError(f"{path} has policy format 3 but no checksum; {rerun}") from None
+        except ChecksumMismatch as err:
+            raise HflowError(f"{err}; {rerun}") from None
+    return saved

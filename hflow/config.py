@@ -34,6 +34,33 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
+_WHOLE_EXPONENT = re.compile(r"[-+]?[0-9]+[eE]\+?[0-9]+")
+
+
+def _int_as_written(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """Base 10 whatever the leading zeros: YAML 1.1 reads `010` as octal 8 (and `0x10`,
+    `0b10`, `1:30` in other bases; those are refused)."""
+    text = loader.construct_scalar(node).replace("_", "")
+    if not re.fullmatch(r"[-+]?[0-9]+", text):
+        raise ConfigError(f"{text!r} (line {node.start_mark.line + 1}{_source(node)}) is not "
+                          f"a base-10 number; write numbers in base 10")
+    return int(text, 10)
+
+
+def _float_as_written(loader: _Loader, node: yaml.ScalarNode) -> int | float:
+    """A whole number in exponent form without a dot (`2e2`, `3e5`) is an integer, so it
+    fits integer keys; every other float as YAML reads it."""
+    text = loader.construct_scalar(node).replace("_", "")
+    if _WHOLE_EXPONENT.fullmatch(text):
+        mantissa, exponent = re.split("[eE]", text)
+        return int(mantissa, 10) * 10 ** int(exponent)
+    return loader.construct_yaml_float(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int_as_written)
+_Loader.add_constructor("tag:yaml.org,2002:float", _float_as_written)
+
+
 def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False):
     seen = set()
     for key_node, _ in node.value:
@@ -58,6 +85,8 @@ def read_yaml(text: str, source: str) -> Any:
     """Parses YAML with hflow's loader; a syntax error names the source and the line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:  # from a constructor (a repeated key, a number)
+        raise ConfigError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

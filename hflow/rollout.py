@@ -14,10 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hflow import HflowError
-from hflow.checkpoint import POLICY_FORMAT
+from hflow.checkpoint import POLICY_FORMAT, load_policy_file
 from hflow.config import rename_old_keys
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
@@ -37,11 +36,11 @@ def load_policy(seed_dir: str | Path):
     path = Path(seed_dir) / "policy.pt"
     if not path.is_file():
         raise HflowError(f"{path} does not exist: give a finished run's seed<N>/ directory")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_policy_file(path)
     version = saved.get("format", 1)
-    if version not in (1, POLICY_FORMAT):
+    if version not in (1, 2, POLICY_FORMAT):
         raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 1 "
-                         f"and {POLICY_FORMAT}")
+                         f"to {POLICY_FORMAT}")
     if version == 1:  # written before the levels were named high and low
         cfg = from_dict(rename_old_keys(saved["config"]))
         seeds, member = saved["seeds"], saved["member"]

@@ -12,6 +12,8 @@ resumes from the newest readable checkpoint. Acting and the updates go through
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import subprocess
 import time
@@ -25,7 +27,14 @@ import torch
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.bounds import clip_to_bound
-from hflow.checkpoint import CHECKPOINT_VERSION, POLICY_FORMAT, CheckpointError, load_latest, save
+from hflow.checkpoint import (
+    CHECKPOINT_VERSION,
+    POLICY_FORMAT,
+    CheckpointError,
+    load_latest,
+    save,
+    with_checksum,
+)
 from hflow.config import RunConfig, flatten
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
@@ -45,6 +54,22 @@ from hflow.seeding import BlockedRNG, stream_seed
 RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
                      "train.checkpoint_every", "train.env_threads", "train.tensorboard",
                      "train.capture")
+
+
+def config_hash(config: dict) -> str:
+    """What identifies a run's configuration: SHA-256 of its keys, those a resume may change
+    left out (a run resumed with more steps is the same run)."""
+    kept = {k: v for k, v in flatten(config).items() if k not in RESUMABLE_CHANGES}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def _rows_past_start(metrics: Path) -> bool:
+    """Whether a metrics.csv holds rows after step 0's (a run killed before its first
+    checkpoint leaves only that row, which a new start writes again)."""
+    try:
+        return len(metrics.read_text().splitlines()) > 2  # the header, step 0
+    except FileNotFoundError:
+        return False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,11 +165,43 @@ class Trainer:
         return self.out_dir / f"seed{seed}"
 
     # -- records beside the results -------------------------------------------------------------
+    def check_seed_dirs(self, resumed: bool) -> None:
+        """Stops before a seed directory that another run wrote would be overwritten: one of
+        another configuration (its config.json's `config_hash`), of another seed group, or
+        results of this one whose checkpoints are not in this run's state dir."""
+        mine = config_hash(self.cfg.to_dict())
+        fix = "use another --out, or delete that directory to train it anew"
+        for seed in self.seeds:
+            directory = self.seed_dir(seed)
+            record = directory / "config.json"
+            if not record.is_file():
+                continue
+            try:
+                theirs = json.loads(record.read_text())
+                config, group = theirs["config"], theirs["group_seeds"]
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise HflowError(f"{record} is not a run record hflow can read ({err}); {fix}") \
+                    from None
+            if group != self.seeds:
+                raise HflowError(f"{directory} holds seed {seed} of the seed group "
+                                 f"{','.join(map(str, group))}, not of this run's group "
+                                 f"{','.join(map(str, self.seeds))}; {fix}")
+            if theirs.get("config_hash", config_hash(config)) != mine:
+                old, now = flatten(config), flatten(self.cfg.to_dict())
+                differ = [k for k in now if old.get(k) != now[k] and k not in RESUMABLE_CHANGES]
+                raise HflowError(f"{directory} holds a run of another configuration (differs in "
+                                 f"{', '.join(differ[:5]) or 'its keys'}); {fix}")
+            if not resumed and _rows_past_start(directory / "metrics.csv"):
+                raise HflowError(f"{directory} holds results of this configuration, but "
+                                 f"{self.state_dir} has no checkpoint to continue them; pass the "
+                                 f"--state-dir that wrote them, or {fix.split(', or ')[1]}")
+
     def write_run_records(self) -> None:
         package_versions = versions()
         for k, seed in enumerate(self.seeds):
             write_json(self.seed_dir(seed) / "config.json", {
                 "config": self.cfg.to_dict(),
+                "config_hash": config_hash(self.cfg.to_dict()),
                 "seed": seed,
                 "group_seeds": self.seeds,
                 "member": k,
@@ -181,7 +238,8 @@ class Trainer:
             raise HflowError(
                 f"{self.state_dir} holds a checkpoint of a different configuration (differs in "
                 + ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
-                + "); use another --out/--state-dir or delete that directory")
+                + "); use another --out (its own state dir comes with it), or delete that "
+                "directory")
         if state["step"] > self.cfg.train.steps:
             raise HflowError(f"checkpoint at step {state['step']} is past train.steps = "
                              f"{self.cfg.train.steps}")
@@ -234,6 +292,7 @@ class Trainer:
         cfg = self.cfg
         self.start_time = time.monotonic()
         resumed = self.try_resume()
+        self.check_seed_dirs(resumed)
         self.interval_start = (self.start_time, self.step)
         self.write_run_records()
         if cfg.train.tensorboard:
@@ -435,8 +494,8 @@ class Trainer:
         for k, seed in enumerate(self.seeds):
             own = {name: member_state_dict(net, k, K) for name, net in nets.items()}
             with atomic_path(self.seed_dir(seed) / "policy.pt") as tmp:
-                torch.save({"format": POLICY_FORMAT, "config": self.cfg.to_dict(),
-                            "seed": seed, "step": self.step, "nets": own}, tmp)
+                torch.save(with_checksum({"format": POLICY_FORMAT, "config": self.cfg.to_dict(),
+                                          "seed": seed, "step": self.step, "nets": own}), tmp)
 
 
 def train(cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,

@@ -93,6 +93,23 @@ def test_numbers_are_read_as_researchers_write_them():
             resolve("hiro", sets=[*sets, bad])
 
 
+def test_numbers_are_base_10_and_whole_exponents_fit_integer_keys(tmp_path):
+    """YAML 1.1 reads `010` as octal 8 and refuses nothing in other bases: not here."""
+    cfg = resolve("hiro", sets=["train.eval_episodes=010", "td3.batch_size=2e2",
+                                "train.steps=3e5", "low.buffer_size=1_000_000"])
+    assert (cfg.train.eval_episodes, cfg.td3.batch_size, cfg.train.steps) == (10, 200, 300_000)
+    assert cfg.low.buffer_size == 1_000_000
+    file = tmp_path / "run.yaml"
+    file.write_text("train:\n  eval_episodes: 010\n  warmup: 25e2\n")
+    assert resolve("hiro", file=file).train.eval_episodes == 10
+    assert resolve("hiro", file=file).train.warmup == 2500
+    for bad in ("train.steps=0x10", "train.steps=1:30", "train.steps=0b11"):
+        with pytest.raises(ConfigError, match=r"--set train.steps: .* not a base-10 number"):
+            resolve("hiro", sets=[bad])
+    with pytest.raises(ConfigError, match="'train.steps'"):  # a fraction is not an integer
+        resolve("hiro", sets=["train.steps=2.5e2"])
+
+
 def test_conflicts_and_malformed_input_are_one_line_errors(tiny, tmp_path, capsys):
     with pytest.raises(ConfigError, match="'model' is given twice"):
         resolve("hiro", sets=["model=ours"])

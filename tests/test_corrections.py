@@ -57,10 +57,11 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
 
 @pytest.fixture(scope="session")
 def ours_agent(tiny):
-    def make(model="ours", members=2):
+    def make(model="ours", members=2, paper_size=False):
+        """paper_size: the preset's own networks (180-180, flow 150-150, 4 layers)."""
         seeds = [0, 1][:members]
         cfg = resolve(model, options={"task.name": "AntPushSingle", "train.seeds": seeds},
-                      sets=tiny(model))
+                      sets=[] if paper_size else tiny(model))
         task = get_task("AntPushSingle")
         agent = HierarchicalAgent(cfg, task, goal_space(task), seeds=seeds)
         torch.manual_seed(3)
@@ -155,3 +156,57 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
         assert torch.allclose(squash(y, actor.action_bound), actions[:, :, 0], atol=1e-3)
     moved = (relabelled[..., :8] - true_goal[..., :8]).abs().max()
     assert moved > 1e-4  # the update really moved the goal that explains the action
+
+
+# -- the hard regime: a saturated squash, trained-size weights ---------------------------------
+
+def _saturate(agent, scale=30.0):
+    """Push the last two coupling layers' shifts (between them every element) far out:
+    pre-squash outputs well beyond atanh(1 - 1e-6) = 7.25, where float32 tanh is +-1 and
+    `unsquash` clamps."""
+    with torch.no_grad():
+        for net in agent.low.actor.flow.nets[-2:]:
+            last = net.layers[-1]
+            last.bias[..., last.bias.shape[-1] // 2:] += scale
+
+
+@pytest.mark.parametrize("paper_size", [False, True])
+@pytest.mark.parametrize("reduce", ["first", "mean"])
+def test_stored_fdgm_output_inverts_to_the_stored_goal_beyond_the_squash(ours_agent, reduce,
+                                                                          paper_size):
+    cfg, agent = ours_agent("ours", paper_size=paper_size)
+    _saturate(agent)
+    batch, true_goal = _segments(agent, cfg)
+    assert batch["fdgm_output"].abs().min() > 7.25  # every output is past the squash's reach
+    batch["goal"] = true_goal
+    out, unclipped = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    assert torch.allclose(unclipped, true_goal, atol=1e-3)  # exact, not merely in range
+    # The executed action has lost the goal: every action is at +-a_max.
+    agent.low.actor.relabel_from = "executed_action"
+    lost, _ = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    assert (lost - true_goal)[..., :8].abs().amax() > 1
+
+
+def test_relabel_health_sees_a_saturated_low_level_and_its_failed_round_trip(ours_agent):
+    cfg, agent = ours_agent("ours")
+    batch, true_goal = _segments(agent, cfg)
+    batch["goal"] = true_goal
+    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch, None)
+    healthy = agent.relabel_health(batch, goal, unclipped)
+    assert (healthy["saturated"] == 0).all() and (healthy["round_trip_miss"] == 0).all()
+    assert (healthy["relabel_shift"] < 1e-3).all()
+
+    _saturate(agent)
+    batch, true_goal = _segments(agent, cfg)
+    batch["goal"] = true_goal
+    stored = agent.relabel_health(batch, *FlowInverseCorrection("alg1", "first")(
+        agent, batch, None))
+    assert (stored["saturated"] == 1).all()  # every action element at the squash's end
+    assert (stored["round_trip_miss"] == 0).all()  # a_rnvp still inverts exactly
+    agent.low.actor.relabel_from = "executed_action"
+    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch, None)
+    executed = agent.relabel_health(batch, goal, unclipped)
+    assert (executed["round_trip_miss"] == 1).all()
+    assert (executed["relabel_out_of_range"] > 0.5).all()  # counted before the clip
+    assert torch.equal(executed["relabel_at_bound"], executed["relabel_out_of_range"])
+    assert (executed["relabel_shift"] > 1).all()

@@ -77,6 +77,27 @@ def test_set_values_with_spaces_and_brackets_reach_the_run_intact(tmp_path):
     assert record["td3"]["gamma"] == 0.98 and record["high"]["reward_scale"] == 0.125
 
 
+@pytest.mark.slow
+def test_paths_with_shell_characters_reach_no_shell(tmp_path):
+    """`out:` and `figures_dir:` with `;`, `$()`, backticks and spaces: every rule's shell
+    command quotes them, so nothing runs and the outputs land where asked."""
+    hostile = "r;touch PWNED;x $(touch PWNED2) `touch PWNED3` y"
+
+    def change(config):
+        config["figures"] = {"fig5": config["figures"]["fig5"]}
+        config["out"] = str(tmp_path / hostile)
+        config["figures_dir"] = str(tmp_path / hostile / f"fig$(touch PWNED4) {hostile}")
+
+    path = _smoke_config(tmp_path, change)
+    repo = _copy_repo(tmp_path / "repo")
+    sh(["snakemake", "--cores", "2", "all", "--configfile", str(path)], repo)
+    planted = [p for d in (repo, tmp_path, ROOT) for p in d.rglob("PWNED*")]
+    assert not planted, planted
+    figures = tmp_path / hostile / f"fig$(touch PWNED4) {hostile}"
+    assert (figures / "fig5.pdf").is_file() and (figures / "table2.md").is_file()
+    assert len(list((tmp_path / hostile / "runs").rglob("metrics.csv"))) == 4  # 2 runs x 2
+
+
 def test_set_cannot_override_what_the_grid_decides(tmp_path):
     for entry, key in [("train.steps=200", "train.steps"), ("task.name=PointMazeMulti",
                                                             "task.name"),

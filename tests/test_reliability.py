@@ -10,9 +10,10 @@ import time
 
 import pytest
 import torch
+from conftest import train_command
 
 from hflow import HflowError
-from hflow.checkpoint import CHECKPOINT_VERSION, list_checkpoints
+from hflow.checkpoint import CHECKPOINT_VERSION, list_checkpoints, with_checksum
 from hflow.metrics import read_metrics
 from hflow.resolve import resolve
 from hflow.runlock import RunLock
@@ -107,9 +108,10 @@ def test_a_checkpoint_of_another_format_or_shape_is_a_clear_error(run, run400, t
     torch.save({**state, "version": 1}, latest)
     done = run(out, steps=600)
     assert done.returncode == 2 and "format 1" in done.stderr
+    del state["checksum"]
     state["agent"] = {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() else v
                       for k, v in state["agent"].items()}  # one member instead of two
-    torch.save(state, latest)
+    torch.save(with_checksum(state), latest)  # written whole: a mismatch of shapes, not rot
     done = run(out, steps=600)
     assert done.returncode == 2 and "does not fit this run" in done.stderr
     del state["replay"]
@@ -181,3 +183,56 @@ def test_metrics_of_a_completed_run_survive_a_rerun(run, run400, tmp_path):
     after = read_metrics(out / "seed1" / "metrics.csv")
     assert [{k: v for k, v in r.items() if k != "wall_s"} for r in after] == \
         [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def _flip_one_byte_of_a_weight(path):
+    """Flips a byte inside the tensor data of a torch zip (the largest stored record): the
+    file still loads, with one weight changed."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        data = max(z.infolist(), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    offset = data.header_offset + 30 + len(data.filename) + len(data.extra)  # local header
+    raw[offset + data.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # the premise: torch still reads it
+
+
+def test_bit_rot_in_a_checkpoint_is_caught_and_the_previous_one_used(run, run400, tmp_path):
+    """A flipped byte that torch.load accepts: the checksum catches it, the file is set aside
+    like a torn one, and the run resumes from the previous checkpoint, saying so; its metrics
+    are those of the uninterrupted run."""
+    out = _copy(run400, tmp_path / "run")
+    newest = list_checkpoints(out / STATE)[-1]
+    assert newest.name == "checkpoint-000000000400.pt"
+    _flip_one_byte_of_a_weight(newest)
+    done = run(out, steps=600)
+    assert done.returncode == 0, done.stderr
+    assert "at step 200" in done.stdout and "do not match the checksum" in done.stderr
+    assert (out / STATE / "checkpoint-000000000400.pt.unreadable").exists()
+    straight = _copy(run400, tmp_path / "straight")
+    assert run(straight, steps=600).returncode == 0
+    rows, expected = (read_metrics(d / "seed0" / "metrics.csv") for d in (out, straight))
+    timing = {"wall_s", "steps_per_s"}
+    assert [{k: v for k, v in r.items() if k not in timing} for r in rows] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in expected]
+
+
+def test_a_finished_run_is_never_overwritten_by_another(run, run400, tmp_path):
+    out = _copy(run400, tmp_path / "run")
+    before = (out / "seed1" / "metrics.csv").read_text()
+    # (a) another configuration, and a fresh state dir as the old advice suggested
+    other = subprocess.run(train_command(out, steps=400, extra=["td3.gamma=0.9"]) +
+                           ["--state-dir", str(tmp_path / "x")], capture_output=True, text=True)
+    assert other.returncode == 2 and "another configuration (differs in td3.gamma" in \
+        other.stderr, other.stderr
+    # the same configuration, but no checkpoint to continue from in the given state dir
+    done = subprocess.run(train_command(out, steps=400) + ["--state-dir", str(tmp_path / "y")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "has no checkpoint to continue them" in done.stderr
+    # (b) a seed claimed by another seed group
+    done = run(out, steps=400, seeds="1,2")
+    assert done.returncode == 2 and "seed 1 of the seed group 0,1" in done.stderr
+    assert (out / "seed1" / "metrics.csv").read_text() == before
+    assert not (out / "seed2").exists() or not (out / "seed2" / "metrics.csv").exists()

@@ -190,7 +190,7 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
         assert 0 <= row["at_bound"] <= 1
     # policy.pt holds seed 1's own networks: one member (two for the twin critic)
     saved = torch.load(uninterrupted / "seed1" / "policy.pt", weights_only=True)
-    assert saved["seed"] == 1 and saved["format"] == 2
+    assert saved["seed"] == 1 and saved["format"] == 3 and "checksum" in saved
     for net, rows in (("high_actor", 1), ("low_actor", 1), ("high_critic", 2),
                       ("low_critic", 2)):
         weights = [t for name, t in saved["nets"][net].items() if name.endswith("weight")]
@@ -219,6 +219,42 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "low miss" in capsys.readouterr().out
     assert main(["rollout", str(tmp_path), "-o", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_damaged_or_planted_policy_is_a_one_line_error(uninterrupted, tmp_path, capsys):
+    """`hflow rollout` on a truncated, bit-flipped or crafted policy.pt: one line naming the
+    file, nothing run."""
+    import os
+    import pickle
+
+    from hflow.cli import main
+
+    good = (uninterrupted / "seed1" / "policy.pt").read_bytes()
+    cases = {"truncated": good[:len(good) // 2]}
+    saved = torch.load(uninterrupted / "seed1" / "policy.pt", weights_only=True)
+    weight = next(k for k in saved["nets"]["low_actor"] if k.endswith("weight"))
+    saved["nets"]["low_actor"][weight][0, 0, 0] += 1e-3  # changed after the checksum
+    flipped = tmp_path / "flipped.pt"
+    torch.save(saved, flipped)
+    cases["changed"] = flipped.read_bytes()
+    marker = tmp_path / "RAN"
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    cases["planted"] = pickle.dumps({"format": 3, "nets": Planted()})
+    expected = {"truncated": "cannot be read", "changed": "do not match the checksum",
+                "planted": "is not a policy.pt hflow wrote"}
+    for name, data in cases.items():
+        seed_dir = tmp_path / name
+        seed_dir.mkdir()
+        (seed_dir / "policy.pt").write_bytes(data)
+        capsys.readouterr()
+        assert main(["rollout", str(seed_dir), "-o", str(tmp_path / "x.png")]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected[name] in err, (name, err)
+    assert not marker.exists()
 
 
 def test_tensorboard_holds_the_metrics_and_every_loss_value(cmd, tmp_path):

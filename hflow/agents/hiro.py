@@ -20,7 +20,6 @@ from hflow.envs import GoalSpace, TaskSpec
 from hflow.nets import MemberMLP, TwinCritic
 from hflow.seeding import MemberRNG
 
-
 # A round trip g -> a_rnvp -> g~ that misses g by this much in some element counts as a miss.
 ROUND_TRIP_TOLERANCE = 1e-3
 
@@ -148,9 +147,9 @@ class HierarchicalAgent(nn.Module):
         """Per member [K], on the sampled segments: how far the correction moved goals
         (`relabel_shift`), the share of relabelled goal elements at the subgoal bound and
         outside it before clipping, the share of the low level's own (noise-free) action
-        elements at s_t, g_t where the squash saturates (`saturated`), and for a flow the share of segments
-        whose same-policy, noise-free round trip g -> a_rnvp (or a) -> g~ misses g by 1e-3 or
-        more in some element (`round_trip_miss`)."""
+        elements at s_t, g_t where the squash saturates (`saturated`), and for a flow the
+        share of segments whose same-policy, noise-free round trip g -> a_rnvp (or a) -> g~
+        misses g by ROUND_TRIP_TOLERANCE or more in some element (`round_trip_miss`)."""
         bound = self.subgoal_bound
         obs = self.low_input(batch["states"][:, :, 0], batch["goal"])
         action = self.low.actor(obs)

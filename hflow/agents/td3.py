@@ -44,6 +44,9 @@ class TD3(nn.Module):
         self.critic_opt = Adam(self.critic_params, lr=cfg.critic_lr)
         self.zero_grads = [torch.zeros_like(p) for p in self.actor_params]
         self.updates = 0  # a host int: reading a device counter would sync every step
+        # An actor may add terms to its loss (`act_for_loss(obs) -> (action, terms or None)`:
+        # the flow's log-density and pre-squash penalty); any other module is a plain actor.
+        self.actor_has_loss_terms = hasattr(actor, "act_for_loss")
 
     def _apply(self, fn, recurse=True):
         """`.to()`, `.cuda()`, `.double()` ... move the optimizer state too: Adam's moments,
@@ -93,7 +96,8 @@ class TD3(nn.Module):
             # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
             self.actor_opt.step(self.zero_grads)
         elif phase == 0:
-            action, extra = self.actor.act_for_loss(obs)
+            action, extra = self.actor.act_for_loss(obs) if self.actor_has_loss_terms \
+                else (self.actor(obs), None)
             actor_loss = -self.critic(obs, action, heads=1)[0]
             if extra is not None:  # e.g. the flow's pre-squash penalty (hflow.agents.flow_actor)
                 actor_loss = actor_loss + extra

@@ -13,7 +13,7 @@ rule aggregate:
     log:
         f"{OUT}/logs/aggregate_{{name}}.log",
     shell:
-        "hflow aggregate {input} -o {output} > {log} 2>&1"
+        "hflow aggregate {input:q} -o {output:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -45,7 +45,8 @@ rule figure:
     log:
         f"{OUT}/logs/figure_{{fig}}.log",
     shell:
-        "hflow figures --summary {input} --spec {params.spec:q} -o {output.pdf} > {log} 2>&1"
+        "hflow figures --summary {input:q} --spec {params.spec:q} -o {output.pdf:q}"
+        " > {log:q} 2>&1"
 
 
 rule table2:
@@ -67,5 +68,5 @@ rule table2:
     log:
         f"{OUT}/logs/table2.log",
     shell:
-        "hflow tables --summary {input} --figures {params.figures:q} --md {output.md}"
-        " --tex {output.tex} --html {output.html} > {log} 2>&1"
+        "hflow tables --summary {input:q} --figures {params.figures:q} --md {output.md:q}"
+        " --tex {output.tex:q} --html {output.html:q} > {log:q} 2>&1"

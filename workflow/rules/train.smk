@@ -40,4 +40,4 @@ for _seeds in SEED_GROUPS:
             gpu=0 if config["device"] == "cpu" else 1,
         shell:
             "hflow train --options {params.options:q} --save-options {params.job_config:q}"
-            " --out {params.out:q} --state-dir {params.state:q} --no-progress > {log} 2>&1"
+            " --out {params.out:q} --state-dir {params.state:q} --no-progress > {log:q} 2>&1"
