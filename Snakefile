@@ -20,6 +20,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# Read again as hflow reads every config (numbers in base 10, a key given twice an error).
+from hflow.grid import read_grid_file
+
+for _file in workflow.overwrite_configfiles or ["config/config.yaml"]:
+    config.update(read_grid_file(_file))
+
 validate(config, "workflow/schemas/config.schema.yaml")
 
 

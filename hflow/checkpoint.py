@@ -124,8 +124,11 @@ def load(path: str | Path) -> dict:
                 f"do; refusing it, nothing was run. If you did not write it, find out who did; "
                 f"delete it to resume from the previous checkpoint") from None
         raise
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        version = state.get("version") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or "version" not in state:
+        # not something hflow wrote at all: set aside like a damaged file (load_latest)
+        raise ValueError(f"{path} holds a {type(state).__name__}, not an hflow checkpoint")
+    if state["version"] != CHECKPOINT_VERSION:
+        version = state["version"]
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}, this hflow reads format "
             f"{CHECKPOINT_VERSION}; it was written by another hflow version. Resume it with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hflow import HflowError, __version__
 
@@ -98,15 +99,12 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_plan(args) -> int:
-    from pathlib import Path
 
-    from hflow.config import read_yaml
-    from hflow.grid import plan_text
+    from hflow.grid import plan_text, read_grid_file, validate_grid
 
     path = Path(args.configfile)
-    if not path.is_file():
-        raise HflowError(f"config file {str(path)!r} does not exist")
-    config = read_yaml(path.read_text(), f"config file {path}")
+    config = read_grid_file(path)
+    validate_grid(config, f"config file {path}")  # exactly what the workflow checks
     # A target may be a figure's name or its output path (figures/fig3.pdf).
     figures = [Path(t).stem if t not in ("all",) else t for t in args.targets] or None
     if figures and "table2" in figures:
@@ -119,6 +117,12 @@ def _cmd_plan(args) -> int:
 def _cmd_rollout(args) -> int:
     from hflow.rollout import draw_rollouts, stats_text
 
+    if args.episodes < 1:
+        raise HflowError(f"--episodes {args.episodes}: give at least 1 episode per target")
+    kinds = ("png", "pdf", "svg", "jpg")
+    if Path(args.output).suffix.lstrip(".").lower() not in kinds:
+        raise HflowError(f"-o {args.output}: the picture's extension must be one of "
+                         f"{', '.join('.' + k for k in kinds)}")
     path, stats = draw_rollouts(args.seed_dir, args.output, args.episodes)
     print(stats_text(stats))
     print(path)
@@ -146,13 +150,15 @@ def _cmd_aggregate(args) -> int:
 
 
 def _read_summary(path):
-    from pathlib import Path
-
     import pandas as pd
 
     if not Path(path).exists():
         raise HflowError(f"summary {path!r} does not exist; run `hflow aggregate` first")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow's errors have no common base worth naming
+        raise HflowError(f"summary {path!r} cannot be read ({type(err).__name__}); rebuild it "
+                         f"with `hflow aggregate`") from None
 
 
 def _cmd_figures(args) -> int:

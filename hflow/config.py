@@ -110,7 +110,7 @@ class TaskConfig(Section):
     hi: int | None = Field(None, description="target dims (None: the task's own)")
     lo: int | None = Field(None, description="subgoal dims (None: the robot's default)")
     episode_steps: int = Field(500, ge=1, description="env steps per episode (HIRO: 500)")
-    block_shrink: float = Field(0.99, description="see docs/tasks.md")
+    block_shrink: float = Field(0.99, gt=0, le=1, description="see docs/tasks.md")
     manual_collision: bool = Field(
         True, description="HIRO's point: undo a step that ends inside a wall (maze_env.py "
                           "manual_collision); false leaves walls to contacts, which the point's "

@@ -77,14 +77,71 @@ def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
     extra = list(config.get("set", []))
     if get_preset(run.model).fdgm:
         extra += list(config.get("flow_set", []))
+    given: dict[str, str] = {}
     for entry in extra:
         key, value = parse_set(entry)
+        if key in given:
+            raise ConfigError(f"set: {given[key]!r} and {entry!r} both set '{key}'; give it "
+                              f"once")
+        given[key] = entry
         if key in GRID_KEYS:
             raise ConfigError(f"set: {entry!r} overrides '{key}', which the grid decides "
                               f"(grid keys: {', '.join(GRID_KEYS)}); change it in the grid "
                               f"config's own keys or figures instead")
         options[key] = value
     return options
+
+
+SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def read_grid_file(path: str | Path) -> dict:
+    """A workflow config read as hflow reads every config: numbers in base 10, a key given
+    twice an error (Snakemake's own reading takes the last and YAML 1.1's octal)."""
+    from hflow.config import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    return read_yaml(path.read_text(), f"config file {path}")
+
+
+def validate_grid(config: Any, source: str = "the workflow config") -> None:
+    """Everything the workflow checks before a job starts, in one place (the Snakefile and
+    `hflow plan` both call it): the schema, each panel's target and colours, no run twice in
+    a panel, then every job's options resolved (`check_grid`)."""
+    import jsonschema
+    from matplotlib.colors import is_color_like
+
+    from hflow.envs.tasks import get_task, goal_space
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    try:
+        jsonschema.validate(config, schema)
+    except jsonschema.ValidationError as err:
+        where = "/".join(map(str, err.absolute_path)) or "the top level"
+        raise ConfigError(f"{source}: at {where}: {err.message}") from None
+    for name, figure in config["figures"].items():
+        for i, panel in enumerate(figure["panels"]):
+            where = f"{source}: figure {name!r}, panel {i} ({panel['task']})"
+            seen = set()
+            for r in panel["runs"]:
+                run = (r["model"], r["hi"], r["lo"])
+                if run in seen:
+                    raise ConfigError(f"{where}: run {r['model']}_{r['hi']}_{r['lo']} is given "
+                                      f"twice; give each run once per panel")
+                seen.add(run)
+                if "color" in r and not is_color_like(r["color"]):
+                    raise ConfigError(f"{where}: color {r['color']!r} of {r['model']} is not a "
+                                      f"matplotlib colour (a name such as 'green', or '#1f77b4')")
+            if "target" in panel:
+                hi = panel["runs"][0]["hi"]
+                names = goal_space(get_task(panel["task"]), hi=hi).eval_target_names
+                if panel["target"] not in names or len(names) < 2:
+                    raise ConfigError(f"{where}: target {panel['target']!r} is not one of the "
+                                      f"task's evaluation targets "
+                                      f"({', '.join(names) if len(names) > 1 else 'it has one'})")
+    check_grid(config)
 
 
 def check_grid(config: dict) -> None:

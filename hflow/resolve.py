@@ -26,8 +26,13 @@ def resolve(model: str | None = None, file: str | Path | None = None,
     if model is not None:
         given["model"] = model
     layers.update(given)
+    set_once: dict[str, Any] = {}
     for assignment in sets or []:
         key, value = parse_set(assignment)
+        if key in set_once:  # last-wins would hide a mistake
+            raise ConfigError(f"'{key}' is set twice (={set_once[key]!r}, then ={value!r}); "
+                              f"give it once")
+        set_once[key] = value
         if key in given and given[key] != value:  # a flag and a --set that disagree
             raise ConfigError(f"'{key}' is given twice: {given[key]!r} by its command-line "
                               f"option and {value!r} by --set {key}=...; give it once")

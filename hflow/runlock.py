@@ -31,7 +31,11 @@ class RunLock:
         try:
             for directory in self.directories:
                 make_dir(directory)
-                fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as err:  # e.g. a read-only filesystem or directory
+                    raise HflowError(f"cannot write in {directory} ({err.strerror}); a run "
+                                     f"needs its --out and --state-dir writable") from None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import platform
 import subprocess
 import time
@@ -61,6 +63,24 @@ def config_hash(config: dict) -> str:
     left out (a run resumed with more steps is the same run)."""
     kept = {k: v for k, v in flatten(config).items() if k not in RESUMABLE_CHANGES}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def check_replay_fits(members: int, cfg: RunConfig, low: dict, high: dict,
+                      device: torch.device) -> None:
+    """Both replay buffers are allocated whole at the start: a size that cannot fit in the
+    device's memory is an error naming the keys, not an allocation failure (or a swap storm)."""
+    need = sum(members * size * sum(math.prod(shape) for shape in fields.values()) * 4
+               for size, fields in ((cfg.low.buffer_size, low), (cfg.high.buffer_size, high)))
+    if device.type == "cuda":
+        have = torch.cuda.mem_get_info(device)[1]
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise HflowError(f"the replay buffers need {need / 2**30:,.1f} GiB "
+                         f"(low.buffer_size = {cfg.low.buffer_size:,}, high.buffer_size = "
+                         f"{cfg.high.buffer_size:,}, {members} seeds) but this {device.type} "
+                         f"has {have / 2**30:,.1f} GiB; use smaller buffers or fewer seeds per "
+                         f"job")
 
 
 def _rows_past_start(metrics: Path) -> bool:
@@ -141,6 +161,7 @@ class Trainer:
         self.graphs = StepGraphs(capture_mode(cfg.train.capture, self.device), self.device,
                                  self.K, self.agent.mutable_tensors)
         low, high = self.agent.replay_fields()
+        check_replay_fits(self.K, cfg, low, high, self.device)
         self.low_buffer = ReplayBuffer(self.K, cfg.low.buffer_size, low, self.device)
         self.high_buffer = ReplayBuffer(self.K, cfg.high.buffer_size, high, self.device)
         # One stream per consumer, drawn in blocks (one generator call per member per block).

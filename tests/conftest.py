@@ -19,7 +19,10 @@ def tiny_sets(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
     from hflow.agents.registry import get_preset
 
     flow = get_preset(model).fdgm
-    return [s for s in TINY if flow or not s.startswith("flow.")] + list(extra or [])
+    extra = list(extra or [])
+    given = {e.split("=", 1)[0] for e in extra}  # a key is set once: extra replaces TINY's
+    return [s for s in TINY if (flow or not s.startswith("flow."))
+            and s.split("=", 1)[0] not in given] + extra
 
 
 def train_command(out, steps=600, seeds="0,1", extra=(), model="hiro",

@@ -16,6 +16,10 @@ from hflow.agents.registry import get_preset
 from hflow.io import atomic_path
 from hflow.metrics import METRIC_COLUMNS, read_metrics
 
+# What every metrics.csv has; the others (losses, relabel health) may be missing from files
+# of older hflow versions and read as NaN.
+REQUIRED_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance")
+
 
 def run_label(model: str, hi: int, lo: int) -> str:
     """The paper's legend label `{model}_{hi}_{lo}`, with the preset's display label."""
@@ -31,18 +35,29 @@ def run_id(model: str, hi: int, lo: int) -> str:
 def read_run(metrics_csv: str | Path) -> pd.DataFrame:
     metrics_csv = Path(metrics_csv)
     record_path = metrics_csv.with_name("config.json")
+    if not metrics_csv.is_file():
+        raise HflowError(f"{metrics_csv} does not exist")
     if not record_path.exists():
         raise HflowError(f"{metrics_csv} has no config.json beside it")
-    record = json.loads(record_path.read_text())
-    cfg, goals = record["config"], record["goal_space"]
-    rows = read_metrics(metrics_csv)
+    try:
+        record = json.loads(record_path.read_text())
+        cfg, goals = record["config"], record["goal_space"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise HflowError(f"{record_path} is not a run record hflow wrote ({err})") from None
+    try:
+        rows = read_metrics(metrics_csv)
+    except (ValueError, TypeError) as err:  # a truncated row (None) or a non-number
+        raise HflowError(f"{metrics_csv} is not a metrics file hflow wrote: {err}") from None
     if not rows:
         raise HflowError(f"{metrics_csv} has no rows")
     # Every column of the file: tasks with several eval targets add per-target columns.
     frame = pd.DataFrame(rows)
-    missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise HflowError(f"{metrics_csv} lacks the columns {', '.join(missing)}")
+    for column in METRIC_COLUMNS:  # written by older hflow versions without it
+        if column not in frame.columns:
+            frame[column] = float("nan")
     ids = {"task": cfg["task"]["name"], "model": cfg["model"],
            "label": run_label(cfg["model"], goals["hi"], goals["lo"]), "hi": goals["hi"],
            "lo": goals["lo"], "run": run_id(cfg["model"], goals["hi"], goals["lo"]),

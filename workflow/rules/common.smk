@@ -4,7 +4,15 @@
 import json
 import sys
 
-from hflow.grid import Run, check_grid, figure_runs, grid_runs, job_options, plan, seed_groups
+from hflow.grid import (
+    Run,
+    figure_runs,
+    grid_runs,
+    job_options,
+    plan,
+    seed_groups,
+    validate_grid,
+)
 
 OUT = config["out"]
 FIGURES = config["figures_dir"]
@@ -23,7 +31,7 @@ wildcard_constraints:
     seed="[0-9]+",
 
 
-check_grid(config)  # every job's options resolve, or the workflow stops here naming the run
+validate_grid(config)  # the same checks as `hflow plan`; a bad grid stops here, naming it
 
 
 def metrics_of(runs):
