@@ -183,3 +183,27 @@ def test_analysis_reads_metrics_without_torch(runs, tmp_path):
                           text=True, env={**os.environ, "PYTHONPATH": str(blocked)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "15"
+
+
+def test_paired_differences_and_relabel_health(runs):
+    """ours minus hiro at the same seeds (final points: ours at step 2000, hiro at 1000; the
+    final point is per run), and the health table shows '-' for columns a run did not log."""
+    from hflow.analysis.tables import (health_markdown, health_results, paired_differences,
+                                       paired_markdown)
+
+    summary = aggregate(runs)
+    summary["high_relabel_at_bound"] = np.where(summary["model"] == "ours", 0.25, np.nan)
+    figures = {"fig3": {"panels": [{"task": "AntPushSingle", "runs": [
+        {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
+    paired = paired_differences(summary, figures)
+    final = final_point(summary)
+    by_seed = {run: final[final["run"] == run].set_index("seed")["eval_success"]
+               for run in ("ours_8_15", "hiro_8_15")}
+    expected = (by_seed["ours_8_15"] - by_seed["hiro_8_15"]).mean()
+    assert len(paired) == 1 and paired["seeds"].iloc[0] == 3
+    assert paired["mean"].iloc[0] == pytest.approx(expected)
+    assert paired["low"].iloc[0] <= expected <= paired["high"].iloc[0]
+    assert "| ours_8_15 | hiro_8_15 | 3 |" in paired_markdown(paired)
+    health = health_markdown(health_results(summary))
+    assert "| AntPushSingle | ours_8_15 | 3 | - | 0.250 |" in health
+    assert "| AntPushSingle | hiro_8_15 | 3 | - | - |" in health

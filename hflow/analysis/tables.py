@@ -3,9 +3,12 @@ probability that the paper's model improves on its baseline in each figure.
 
 Results: one row per (task, run): the final success rate and average reward at the last
 evaluation all seeds reached, as mean and IQM over seeds with 95% stratified-bootstrap CIs
-(rliable). Improvement: per figure, for each run of the paper's model and its baseline in the
-same panels (HIRO or LSP with the same lo; Fig. 5's variant), rliable's probability of
-improvement P(ours > baseline) of the final average reward, over the panels' tasks.
+(rliable). Relabel health: the same runs' relabelling diagnostics over the last evaluation
+interval, mean over seeds. Paired differences: in each panel, the paper's model minus every
+other run at the same seeds, final success, mean with its bootstrap CI. Improvement: per
+figure, for each run of the paper's model and its baseline in the same panels (HIRO or LSP
+with the same lo; Fig. 5's variant), rliable's probability of improvement P(ours >
+baseline) of the final average reward, over the panels' tasks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,83 @@ def results(summary: pd.DataFrame) -> pd.DataFrame:
                      "success": mean_and_iqm(group["eval_success"].to_numpy()),
                      "reward": mean_and_iqm(group["eval_reward"].to_numpy())})
     return pd.DataFrame(rows)
+
+
+HEALTH = {"high_relabel_shift": "shift", "high_relabel_at_bound": "at bound",
+          "high_relabel_out_of_range": "out of range", "high_saturated": "saturated",
+          "high_round_trip_miss": "round-trip miss"}
+HEALTH_CAPTION = ("Relabel health over the last evaluation interval, mean over seeds (metrics.csv "
+                  "columns; docs/interpretation.md): mean distance between stored and "
+                  "relabelled goals, share of relabelled goal elements at the subgoal bound and "
+                  "outside it before clipping, share of the low level's noise-free action "
+                  "elements in the saturated squash, and (flow low levels) share of segments "
+                  "whose same-policy, noise-free round trip misses the goal by 1e-3 or more. "
+                  "'-': not logged by the code that trained the run.")
+PAIRED_CAPTION = (f"Paired differences at the same seeds: final success of the paper's model "
+                  f"minus the other run's, per panel (its evaluation target), mean over seeds "
+                  f"with its {LEVEL:.0%} bootstrap CI (rliable, over seeds). With 5 seeds the "
+                  f"CI reflects seed-to-seed spread of these seeds only: it does not cover "
+                  f"other seeds' luck, longer training or other tasks.")
+
+
+def health_results(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (task, run), group in final_point(summary).groupby(["task", "run"], sort=True):
+        row = {"task": task, "run": run, "seeds": len(group)}
+        for column in HEALTH:
+            values = group[column] if column in group else pd.Series(dtype=float)
+            row[column] = float(values.mean()) if values.notna().any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["task", "run", "seeds", *HEALTH])
+
+
+def health_markdown(table: pd.DataFrame) -> str:
+    lines = ["| task | run | seeds | " + " | ".join(HEALTH.values()) + " |",
+             "|---|---|---:|" + "---:|" * len(HEALTH)]
+    for r in table.to_dict("records"):
+        cells = ["-" if np.isnan(r[c]) else f"{r[c]:.3f}" for c in HEALTH]
+        lines.append(f"| {r['task']} | {r['run']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
+    """Per figure panel: each run of the paper's model minus each other run (another legend
+    label), final success at the panel's target, at the seeds both have."""
+    final = final_point(summary)
+    rows = []
+    for fig, spec in figures.items():
+        for panel in spec["panels"]:
+            column = "eval_success" + (f"_{panel['target']}" if panel.get("target") else "")
+            runs = [(r["model"], run_id(r["model"], r["hi"], r["lo"])) for r in panel["runs"]]
+            of_task = final[final["task"] == panel["task"]]
+            for model, label in runs:
+                if PRESETS[model].label != CHALLENGER:
+                    continue
+                for other_model, other in runs:
+                    if PRESETS[other_model].label == CHALLENGER:
+                        continue
+                    a, b = (of_task[of_task["run"] == r].set_index("seed")[column]
+                            for r in (label, other))
+                    seeds = sorted(set(a.index) & set(b.index))
+                    if not seeds:
+                        continue
+                    diff = mean_and_iqm((a[seeds] - b[seeds]).to_numpy())
+                    rows.append({"figure": fig, "task": panel["task"],
+                                 "target": panel.get("target", ""), "ours": label,
+                                 "other": other, "seeds": len(seeds), "mean": diff["mean"],
+                                 "low": diff["mean_low"], "high": diff["mean_high"]})
+    return pd.DataFrame(rows, columns=["figure", "task", "target", "ours", "other", "seeds",
+                                       "mean", "low", "high"])
+
+
+def paired_markdown(table: pd.DataFrame) -> str:
+    lines = ["| figure | task | target | ours | minus | seeds | success difference [95% CI] |",
+             "|---|---|---|---|---|---:|---|"]
+    for r in table.itertuples():
+        target = r.target.replace("m", "-").replace("_", ", ") if r.target else "headline"
+        lines.append(f"| {r.figure} | {r.task} | ({target}) | {r.ours} | {r.other} | "
+                     f"{r.seeds} | {r.mean:+.2f} [{r.low:+.2f}, {r.high:+.2f}] |")
+    return "\n".join(lines)
 
 
 def target_results(summary: pd.DataFrame) -> pd.DataFrame:
@@ -177,11 +257,16 @@ def write_table2(summary: pd.DataFrame, figures: dict, md_path: str | Path,
     table = results(summary)
     per_target = target_results(summary)
     improvement = improvements(summary, figures)
+    paired = paired_differences(summary, figures)
     md = ("# Table II\n\nModel comparison (from hflow's model registry):\n\n"
           + table2_markdown() + "\n\n## Results\n\n" + RESULTS_CAPTION + "\n\n"
           + results_markdown(table) + "\n\n"
           + ("## Success at each evaluation target\n\n" + TARGETS_CAPTION + "\n\n"
              + target_markdown(per_target) + "\n\n" if not per_target.empty else "")
+          + "## Relabel health\n\n" + HEALTH_CAPTION + "\n\n"
+          + health_markdown(health_results(summary)) + "\n\n"
+          + ("## Paired differences\n\n" + PAIRED_CAPTION + "\n\n" + paired_markdown(paired)
+             + "\n\n" if not paired.empty else "")
           + "## Probability of improvement\n\n"
           + IMPROVEMENT_CAPTION + "\n\n" + improvements_markdown(improvement) + "\n")
     write_text(md_path, md)
