@@ -25,6 +25,7 @@ from hflow.grid import read_grid_file
 
 for _file in workflow.overwrite_configfiles or ["config/config.yaml"]:
     config.update(read_grid_file(_file))
+config.update(workflow.config_settings.config)  # --config key=value still wins
 
 validate(config, "workflow/schemas/config.schema.yaml")
 

@@ -245,7 +245,10 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     fresh checkout with no training job and no DVC remote."""
     repo = _copy_repo(tmp_path / "repo")
     records = list((repo / "results" / "point" / "runs").rglob("config.json"))
-    assert len(records) == 25 and not list(repo.rglob("policy.pt"))  # 5 models x 5 seeds
+    assert len(records) == 30  # 6 runs x 5 seeds
+    # the one policy the README's rollout example draws travels in git; the others in DVC
+    assert [p.relative_to(repo).as_posix() for p in repo.rglob("policy.pt")] == [
+        "results/point/runs/PointMazeMulti/ours_2_2/seed0/policy.pt"]
     # A clone gives files their checkout time in any order: make every file of the workflow
     # and the package newer than the results (which once retrained a `script:` rule), and
     # drop the committed drawings so that all of them are redrawn.
@@ -261,8 +264,10 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     assert len(PdfReader(figures / "point.pdf").pages) == 2
     table = (figures / "table2.md").read_text()
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
-    for run_id in ("hiro_2_2", "lsp_2_2", "ma_2_2", "ours_2_2", "ours_alg2_2_2"):
+    for run_id in ("hiro_2_2", "lsp_2_2", "ma_2_2", "ours_2_2", "ours_alg2_2_2",
+                   "ours_uncorrected_2_2"):
         assert f"| PointMazeMulti | {run_id} |" in table
+    assert "## Relabel health" in table and "## Paired differences" in table
 
 
 @pytest.mark.slow
@@ -277,7 +282,7 @@ def test_point_suite_config_runs_tiny(tmp_path):
     (tmp_path / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
              ROOT)
-    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 5
+    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 6
     table = (tmp_path / "figures" / "table2.md").read_text()
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())

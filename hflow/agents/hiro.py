@@ -133,7 +133,7 @@ class HierarchicalAgent(nn.Module):
     def update_high(self, batch: dict, noise_rng: MemberRNG, correction_rng: MemberRNG,
                     phase: int | None = None) -> dict[str, torch.Tensor]:
         goal, unclipped = self.correction(self, batch, correction_rng)
-        health = self.relabel_health(batch, goal, unclipped)  # before the update changes μ_lo
+        health = self.relabel_health(batch, goal, unclipped)  # before the update changes mu_lo
         states, target = batch["states"], batch["target"]
         losses = self.high.update(self.high_input(states[:, :, 0], target), goal,
                                   batch["reward"], self.high_input(states[:, :, -1], target),
