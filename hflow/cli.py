@@ -164,12 +164,13 @@ def _read_summary(path):
 def _cmd_figures(args) -> int:
     import json
 
-    from hflow.analysis.figures import plot_figure
+    from hflow.analysis.figures import check_spec, plot_figure
 
     try:
         spec = json.loads(args.spec)
     except json.JSONDecodeError as err:
         raise HflowError(f"--spec is not valid JSON: {err}") from None
+    check_spec(spec)  # before the summary is read: a bad spec is the first thing said
     for path in plot_figure(_read_summary(args.summary), spec, args.output):
         print(path)
     return 0

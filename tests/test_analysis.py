@@ -188,8 +188,12 @@ def test_analysis_reads_metrics_without_torch(runs, tmp_path):
 def test_paired_differences_and_relabel_health(runs):
     """ours minus hiro at the same seeds (final points: ours at step 2000, hiro at 1000; the
     final point is per run), and the health table shows '-' for columns a run did not log."""
-    from hflow.analysis.tables import (health_markdown, health_results, paired_differences,
-                                       paired_markdown)
+    from hflow.analysis.tables import (
+        health_markdown,
+        health_results,
+        paired_differences,
+        paired_markdown,
+    )
 
     summary = aggregate(runs)
     summary["high_relabel_at_bound"] = np.where(summary["model"] == "ours", 0.25, np.nan)

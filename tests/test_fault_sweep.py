@@ -140,10 +140,20 @@ def test_analysis_tools_on_damaged_inputs_say_what_and_where(tmp_path):
     words = _cli("aggregate", run / "metrics.csv", "-o", tmp_path / "s.parquet")
     assert words.returncode == 2 and "not a metrics file hflow wrote" in words.stderr
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
-    figure = _cli("figures", "--summary", tmp_path / "bad.parquet", "--spec", "{}", "-o",
+    good_spec = '{"panels": [{"task": "PointMazeSingle", "runs": [{"model": "hiro", "hi": 2, ' \
+                '"lo": 2}]}]}'
+    figure = _cli("figures", "--summary", tmp_path / "bad.parquet", "--spec", good_spec, "-o",
                   tmp_path / "f.pdf")
     assert figure.returncode == 2 and "cannot be read" in figure.stderr
-    for result in (missing, truncated, words, figure):
+    table = _cli("tables", "--summary", tmp_path / "bad.parquet", "--figures", "{}", "--md",
+                 tmp_path / "t.md", "--tex", tmp_path / "t.tex")
+    assert table.returncode == 2 and "cannot be read" in table.stderr
+    spec = '{"panels": [{"task": "PointMazeSingle", "runs": [{"model": "hiro", "hi": 2, ' \
+           '"lo": 2, "color": "greeen"}]}]}'
+    colour = _cli("figures", "--summary", tmp_path / "bad.parquet", "--spec", spec, "-o",
+                  tmp_path / "f.pdf")
+    assert colour.returncode == 2 and "'greeen' is not a matplotlib colour" in colour.stderr
+    for result in (missing, truncated, words, figure, table, colour):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 

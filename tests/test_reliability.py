@@ -236,3 +236,13 @@ def test_a_finished_run_is_never_overwritten_by_another(run, run400, tmp_path):
     assert done.returncode == 2 and "seed 1 of the seed group 0,1" in done.stderr
     assert (out / "seed1" / "metrics.csv").read_text() == before
     assert not (out / "seed2").exists() or not (out / "seed2" / "metrics.csv").exists()
+
+
+def test_a_non_checkpoint_in_place_of_the_newest_is_set_aside(run, run400, tmp_path):
+    """Not something hflow wrote (here a plain list): set aside like a torn file, the previous
+    checkpoint used; never advice to delete the state dir, which holds a good one."""
+    out = _copy(run400, tmp_path / "run")
+    torch.save([1, 2, 3], out / STATE / "checkpoint-000000009000.pt")
+    done = run(out, steps=600)
+    assert done.returncode == 0, done.stderr
+    assert "at step 400" in done.stdout and "not an hflow checkpoint" in done.stderr

@@ -108,7 +108,7 @@ def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
         if key.startswith("flow.") and cfg.low.policy != "flow":
             raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
                               f"MLP (low.policy = mlp), not a flow")
-        if key in ("flow.inverse", "flow.reduce", "flow.rest") and \
+        if key in ("flow.inverse", "flow.reduce", "flow.rest", "flow.relabel_from") and \
                 cfg.hierarchy.correction != "flow":
             raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "
                               f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")

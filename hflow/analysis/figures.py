@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from matplotlib.colors import is_color_like  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from hflow import HflowError  # noqa: E402
@@ -48,6 +49,10 @@ def check_spec(spec: dict) -> None:
             missing = [k for k in ("model", "hi", "lo") if k not in run]
             if missing:
                 raise HflowError(f"figure spec panel {i} run {j} lacks {', '.join(missing)}")
+            if "color" in run and not is_color_like(run["color"]):
+                raise HflowError(f"figure spec panel {i} run {j}: color {run['color']!r} is "
+                                 f"not a matplotlib colour (a name such as 'green', or "
+                                 f"'#1f77b4')")
 
 
 def check_runs(summary: pd.DataFrame, spec: dict) -> None:
