@@ -22,13 +22,24 @@ from hflow.resolve import resolve
 
 # Keys each job's options take from the grid itself; `set:` may not override them.
 GRID_KEYS = ("model", "task.name", "task.hi", "task.lo", "train.seeds", "train.steps",
-             "train.device", "train.eval_every", "train.eval_episodes", "train.torch_threads")
+             "train.device", "train.eval_every", "train.eval_episodes", "train.torch_threads",
+             "train.env_threads")
 
 # Seconds per env step and member, measured by benchmarks/train_throughput.py (paper-size
 # nets, AntPush, both levels updating, one torch thread) on the 2-core CI machine; see the
 # README's run-time table. Presets not measured are costed like `ours` (the flow models
-# measured within 15% of one another). GPU: not measured yet (no GPU was available).
+# measured within 15% of one another).
 CPU_SECONDS_PER_STEP = {"hiro": 1 / 107.7, "ours": 1 / 126.7}
+
+# Member env steps/s of one GPU running GPU_JOBS grid jobs (K = 5 seeds each) at once.
+# Source: the first run on a GPU, by a reviewer (one H200 with 16 cores; torch 2.11, CUDA 13,
+# mujoco 3.14; AntPushSingle, paper-size nets, both levels updating, captured steps, 4 env
+# threads per job): hiro, four K = 5 jobs together, 6,044 (one K = 5 job alone: 1,849).
+# ours at K = 5 was not measured; it is costed at hiro's rate x 0.92, their ratio at K = 16
+# (3,463 / 3,753). Not yet measured by this repository's own GPU check.
+GPU_JOBS = 4
+GPU_NAME = "H200"
+GPU_MEMBER_STEPS_PER_S = {"hiro": 6044.0, "ours": 6044.0 * 3463 / 3753}
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
         "train.device": config["device"], "train.eval_every": config["eval_every"],
         "train.eval_episodes": config["eval_episodes"],
         "train.torch_threads": config["resources"]["threads"],
+        "train.env_threads": config["resources"]["threads"],  # a job's cores step its envs
     }
     extra = list(config.get("set", []))
     if get_preset(run.model).fdgm:
@@ -169,6 +181,11 @@ def seconds_per_step(model: str) -> float:
     return CPU_SECONDS_PER_STEP.get(model, CPU_SECONDS_PER_STEP["ours"])
 
 
+def gpu_seconds_per_step(model: str) -> float:
+    """GPU seconds per member env step with GPU_JOBS jobs sharing the GPU."""
+    return 1 / GPU_MEMBER_STEPS_PER_S.get(model, GPU_MEMBER_STEPS_PER_S["ours"])
+
+
 def plan(config: dict, figures: list[str] | None = None) -> list[dict]:
     """Per figure (and the whole grid, 'all'): runs, seed-runs, env steps, CPU hours."""
     names = figures or list(config["figures"])
@@ -181,20 +198,24 @@ def plan(config: dict, figures: list[str] | None = None) -> list[dict]:
     for name in names + ([] if "all" in names else ["all"]):
         runs = grid_runs(config) if name == "all" else figure_runs(config, name)
         cpu_h = sum(n_seeds * steps * seconds_per_step(r.model) for r in runs) / 3600
+        gpu_h = sum(n_seeds * steps * gpu_seconds_per_step(r.model) for r in runs) / 3600
         rows.append({"target": name, "runs": len(runs), "jobs": len(runs) * len(
             seed_groups(config)), "seed_runs": len(runs) * n_seeds,
-            "env_steps": len(runs) * n_seeds * steps, "cpu_hours": cpu_h})
+            "env_steps": len(runs) * n_seeds * steps, "cpu_hours": cpu_h, "gpu_hours": gpu_h})
     return rows
 
 
 def plan_text(config: dict, figures: list[str] | None = None) -> str:
     lines = [f"{'target':<8} {'runs':>5} {'jobs':>5} {'seed-runs':>9} {'env steps':>16} "
-             f"{'CPU core-hours':>15}  GPU"]
+             f"{'CPU core-hours':>15} {GPU_NAME + '-hours':>12}"]
     for r in plan(config, figures):
         lines.append(f"{r['target']:<8} {r['runs']:>5} {r['jobs']:>5} {r['seed_runs']:>9} "
-                     f"{r['env_steps']:>16,} {r['cpu_hours']:>15,.2f}  not measured")
+                     f"{r['env_steps']:>16,} {r['cpu_hours']:>15,.2f} {r['gpu_hours']:>12,.1f}")
     rates = ", ".join(f"{m} {1 / s:.0f}" for m, s in CPU_SECONDS_PER_STEP.items())
     lines.append(f"CPU: one core per seed-run at the env steps/s that benchmarks/"
                  f"train_throughput.py measured\n     on the 2-core CI machine ({rates}; other "
-                 f"presets as ours); GPU: not measured yet.")
+                 f"presets as ours).\n{GPU_NAME}: {GPU_JOBS} jobs of 5 seeds sharing one GPU, "
+                 f"{GPU_MEMBER_STEPS_PER_S['hiro']:,.0f} member env steps/s together (hiro, "
+                 f"measured by a reviewer;\n     ours costed at 0.92 of it); see "
+                 f"hflow/grid.py for the source.")
     return "\n".join(lines)

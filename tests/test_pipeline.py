@@ -137,6 +137,14 @@ def test_plan_prints_the_cost_per_figure():
     fig3 = next(line for line in out.splitlines() if line.startswith("fig3"))
     assert fig3.split()[:4] == ["fig3", "16", "16", "80"]
     assert "800,000,000" in fig3
+    # the GPU column: measured rates stored with their source in hflow/grid.py
+    from hflow.grid import GPU_MEMBER_STEPS_PER_S
+
+    hiro_runs = 8  # Fig. 3: 8 hiro and 8 ours runs, 5 seeds, 10M steps each
+    expected = 5 * 10_000_000 * hiro_runs * (1 / GPU_MEMBER_STEPS_PER_S["hiro"] +
+                                            1 / GPU_MEMBER_STEPS_PER_S["ours"]) / 3600
+    assert float(fig3.split()[-1]) == pytest.approx(expected, abs=0.06)
+    assert "H200-hours" in out and "measured by a reviewer" in out
 
 
 def test_group_size_splits_seeds_into_jobs():
