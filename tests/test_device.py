@@ -69,3 +69,24 @@ def test_the_gpu_tests_run_long_enough_to_record_every_step_kind(make_trainer, t
     assert_both_levels_update(trainer)
     assert {name for name, _ in trainer.graphs.entries} == {
         "act_low", "act_high", "update_low", "update_high"}
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.py is the one command a GPU machine runs: its every part but the
+    gpu tests (which skip without CUDA) runs here in --quick mode and writes the summary."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "check.md"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "--quick",
+                           "--device", "cpu", "--out", str(out)], capture_output=True,
+                          text=True, cwd=root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = out.read_text()
+    assert "FAILED" not in summary
+    for section in ("## training throughput", "| ours | 2 |", "## 2 jobs sharing the device",
+                    "jobs at once", "## env step vs mujoco.rollout", "K =   2"):
+        assert section in summary, section

@@ -1,0 +1,141 @@
+"""The GPU check: one command that measures what hflow needs to know about a GPU machine.
+
+    python benchmarks/gpu_check.py [--out gpu_check.md]        # about 5-8 minutes on an H200
+    python benchmarks/gpu_check.py --quick --device cpu         # the script itself, on a CPU
+
+Parts, each timed, each a section of one Markdown summary (written to --out and printed):
+1. `pytest -m gpu`: captured vs eager training, CUDA vs CPU updates, host syncs per step;
+2. training throughput (benchmarks/train_throughput.py's worker: AntPushSingle, paper-size
+   nets, both levels updating, the correction running) for hiro and ours at K = 1, 5, 16, 64;
+3. four K = 5 hiro jobs at once on the one GPU, the cores divided between them (the grid's
+   jobs have K = 5; hflow/grid.py's GPU rate and the workstation profile's 4 slots rest on
+   this), next to one such job alone;
+4. hflow's batched env step next to a bare `mujoco.rollout` at K = 1, 16, 64
+   (benchmarks/env_throughput.py).
+A part that fails is reported with its error and the check goes on; the exit code is 1 if
+any part failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+def _worker_cmd(model: str, members: int, args, env_threads: int) -> list[str]:
+    cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--worker", "--models", model,
+           "--members", str(members), "--steps", str(args.steps), "--device", args.device,
+           "--task", args.task, "--env-threads", str(env_threads)]
+    return cmd + (["--tiny"] if args.quick else [])
+
+
+def _result(done: subprocess.CompletedProcess) -> dict:
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
+                           else f"exit {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def part_tests(args) -> str:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p",
+                           "no:cacheprovider", str(ROOT / "tests")], capture_output=True,
+                          text=True, cwd=ROOT)
+    lines = done.stdout.strip().splitlines()
+    return f"exit {done.returncode}: `{lines[-1] if lines else done.stderr[-300:]}`"
+
+
+def part_throughput(args) -> str:
+    rows = ["| model | K | env steps/s per member | group | env ms | act ms | low update ms "
+            "| high update ms | other ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for model in args.models:
+        for members in args.members:
+            done = subprocess.run(_worker_cmd(model, members, args, args.env_threads),
+                                  capture_output=True, text=True, cwd=ROOT)
+            r = _result(done)
+            ms = r["ms_per_step"]
+            rows.append(f"| {model} | {members} | {r['sps']:,.1f} | {members * r['sps']:,.0f} "
+                        f"| {ms['env']:.2f} | {ms['act']:.2f} | {ms['low_update']:.2f} | "
+                        f"{ms['high_update']:.2f} | {ms['other']:.2f} |")
+    return "\n".join(rows)
+
+
+def part_concurrent(args) -> str:
+    jobs, members = args.jobs, args.job_members
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    alone = _result(subprocess.run(_worker_cmd("hiro", members, args, threads),
+                                   capture_output=True, text=True, cwd=ROOT))
+    procs = [subprocess.Popen(_worker_cmd("hiro", members, args, threads),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for _ in range(jobs)]
+    results = []
+    for p in procs:
+        out, err = p.communicate()
+        results.append(_result(subprocess.CompletedProcess(p.args, p.returncode, out, err)))
+    together = sum(members * r["sps"] for r in results)
+    one = members * alone["sps"]
+    return (f"hiro, K = {members} per job, {threads} env threads per job: one job alone "
+            f"{one:,.0f} member env steps/s; {jobs} jobs at once {together:,.0f} together "
+            f"({together / one:.2f}x)")
+
+
+def part_env(args) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / "env_throughput.py"), "--task",
+                           args.task, "--members", *map(str, args.env_members), "--threads",
+                           str(args.env_threads), "--batch-steps", str(args.env_steps),
+                           "--repeats", "2"], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1])
+    return "```\n" + done.stdout.strip() + "\n```"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.md"))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--task", default="AntPushSingle")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny nets, few steps, small K: check the script, not the GPU")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    if args.quick:
+        args.models, args.members, args.steps = ["hiro", "ours"], [1, 2], 10
+        args.jobs, args.job_members, args.env_members, args.env_steps = 2, 2, [1, 2], 10
+    else:
+        args.models, args.members, args.steps = ["hiro", "ours"], [1, 5, 16, 64], 150
+        args.jobs, args.job_members, args.env_members, args.env_steps = 4, 5, [1, 16, 64], 200
+    args.env_threads = min(cores, 8)
+
+    import torch
+
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    parts = [("gpu tests", part_tests), ("training throughput", part_throughput),
+             (f"{args.jobs} jobs sharing the device", part_concurrent),
+             ("env step vs mujoco.rollout", part_env)]
+    if args.device == "cpu":
+        parts = parts[1:]  # the gpu tests skip without CUDA
+    sections = [f"# hflow GPU check\n\n{device}, {cores} cores, torch {torch.__version__}, "
+                f"task {args.task}{', quick (tiny nets)' if args.quick else ''}"]
+    failed = False
+    for title, part in parts:
+        start = time.perf_counter()
+        try:
+            body = part(args)
+        except Exception as err:  # report and go on: one summary with every part
+            body, failed = f"FAILED: {type(err).__name__}: {err}", True
+        sections.append(f"## {title} ({time.perf_counter() - start:.0f} s)\n\n{body}")
+        print(sections[-1] + "\n", flush=True)
+    args.out.write_text("\n\n".join(sections) + "\n")
+    print(f"summary: {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
