@@ -214,7 +214,10 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
     torch.save({"config": old_config, "seeds": [0, 1], "member": 1, "step": 600,
                 "nets": old_nets}, old_dir / "policy.pt")
     _, old_runs = rollouts(old_dir, episodes=2)
-    assert [r["distance"] for r in old_runs] == [r["distance"] for r in runs]
+    # a two-member agent (format 1) against a one-member one: other matmul shapes, so equal
+    # within float rounding, not bit for bit on every CPU
+    assert np.allclose([r["distance"] for r in old_runs], [r["distance"] for r in runs],
+                       rtol=1e-5, atol=1e-5)
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "low miss" in capsys.readouterr().out
