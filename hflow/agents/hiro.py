@@ -112,7 +112,7 @@ class HierarchicalAgent(nn.Module):
     def high_input(self, states, target):
         return torch.cat([states, target], dim=-1)
 
-    # -- acting (no exploration noise here: the loop adds it on the host) ----------------------
+    # -- acting (no exploration noise here: the loop adds it, inside the captured step) ------
     @torch.no_grad()
     def act_high(self, states, target):
         return self.high.actor(self.high_input(states, target))
