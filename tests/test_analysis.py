@@ -115,7 +115,8 @@ def test_tables_and_cli(runs, tmp_path, capsys):
     assert gain["p"] == pytest.approx(1.0)  # every final ours (-30..-10) beats hiro (<= -90)
     assert "| HIRO | O | X |" in md and "| AntPushSingle | ours_8_15 | `ours` | 2,000 | 3 |" in md
     assert "ours\\_8\\_15" in (tmp_path / "t.tex").read_text()
-    assert main(["figures", "--summary", str(tmp_path / "none.parquet"), "--spec", "{}",
+    spec = json.dumps(next(iter(figures.values())))  # a good spec: the summary is what's wrong
+    assert main(["figures", "--summary", str(tmp_path / "none.parquet"), "--spec", spec,
                  "-o", str(tmp_path / "x.pdf")]) == 2
     assert "run `hflow aggregate` first" in capsys.readouterr().err
 
