@@ -34,6 +34,11 @@ tiny `--steps 300`):
     16-16 ours       K=1 230.9 vs 178.8 (1.29x) | K=4 149.6 vs 107.9 | K=16 65.2 vs 54.8
 The same case moves by about 10% between runs on this shared machine (another paper-size
 K=1 run, best of 2: hiro 1.41x, ours 1.25x).
+
+The relabelling change (a_rnvp stored, log-density and pre-squash terms in L_rnvp for ours,
+relabel health on every high-level update) against fa5e1ef, paper-size K=1 `--steps 100
+--repeats 2`, on a 2-core AMD EPYC shared with a test run (noisy): hiro 0.90x, ours 0.73x
+(ours: low-level update 14.2 -> 16.3 ms/step, high-level update 0.8 -> 1.8, acting 2.2 -> 2.8).
 """
 
 from __future__ import annotations
