@@ -181,6 +181,7 @@ class Trainer:
         self.interval_start = (self.start_time, 0)
         self.episode_returns: list[list[float]] = [[] for _ in self.seeds]
         self.tensorboard: TensorBoardLog | None = None
+        self.package_versions: dict[str, str] | None = None
 
     def seed_dir(self, seed: int) -> Path:
         return self.out_dir / f"seed{seed}"
@@ -218,7 +219,11 @@ class Trainer:
                                  f"--state-dir that wrote them, or {fix.split(', or ')[1]}")
 
     def write_run_records(self) -> None:
-        package_versions = versions()
+        """config.json per seed, written at the start and again at every evaluation: a record
+        another process removed (Snakemake's --rerun-incomplete beside a running workflow
+        deletes a running job's outputs) comes back with the next metrics row."""
+        if self.package_versions is None:
+            self.package_versions = versions()
         for k, seed in enumerate(self.seeds):
             write_json(self.seed_dir(seed) / "config.json", {
                 "config": self.cfg.to_dict(),
@@ -228,7 +233,7 @@ class Trainer:
                 "member": k,
                 "goal_space": self.goals.to_dict(),
                 "device": str(self.device),
-                "versions": package_versions,
+                "versions": self.package_versions,
             })
 
     # -- checkpointing ---------------------------------------------------------------------------
@@ -494,6 +499,7 @@ class Trainer:
                 **losses[k],
                 "steps_per_s": sps, "wall_s": wall,
             })
+        self.write_run_records()
         if self.tensorboard is not None:
             self.tensorboard.write([m.rows[-1] for m in self.metrics], self.loss_log)
         self.loss_log.reset()

@@ -171,8 +171,27 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tiny, tmp
     assert not list((tmp_path / STATE).glob(".*.tmp"))
 
 
+def test_outputs_deleted_under_a_running_job_come_back(tiny, tmp_path, monkeypatch):
+    """Snakemake's --rerun-incomplete in a second workflow (with --nolock) deletes a running
+    job's outputs; the running job writes both again at its next evaluation, whole."""
+    cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 400},
+                  sets=tiny("hiro", ["task.name=PointMazeSingle", "train.eval_every=200"]))
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    advance = trainer.advance
 
+    def advance_and_delete():
+        advance()
+        if trainer.step == 250:
+            for seed in (0, 1):
+                (tmp_path / f"seed{seed}" / "metrics.csv").unlink()
+                (tmp_path / f"seed{seed}" / "config.json").unlink()
 
+    monkeypatch.setattr(trainer, "advance", advance_and_delete)
+    trainer.run()
+    for seed in (0, 1):
+        assert [r["step"] for r in read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")] == \
+            [0, 200, 400]
+        assert (tmp_path / f"seed{seed}" / "config.json").is_file()
 
 
 def test_metrics_of_a_completed_run_survive_a_rerun(run, run400, tmp_path):
