@@ -232,6 +232,9 @@ class FlowConfig(Section):
     relabel_from: Literal["fdgm_output", "executed_action"] = Field(
         "fdgm_output", description="what the inverse takes: a_rnvp, the FDGM part's output "
                                    "before noise and squash, or the executed action")
+    outside_range: Literal["clip", "keep"] = Field(
+        "clip", description="a segment whose inverse leaves the subgoal range: clip it to the "
+                            "range, or keep its stored goal (no in-range goal reproduces it)")
     scale_bound: float = Field(2.0, gt=0, description="|log scale| <= bound per layer")
     shift_bound: float = Field(0.0, ge=0, description="|coupling shift| <= bound per layer; "
                                                       "0: unbounded (RealNVP)")

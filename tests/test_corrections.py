@@ -210,3 +210,29 @@ def test_relabel_health_sees_a_saturated_low_level_and_its_failed_round_trip(our
     assert (executed["relabel_out_of_range"] > 0.5).all()  # counted before the clip
     assert torch.equal(executed["relabel_at_bound"], executed["relabel_out_of_range"])
     assert (executed["relabel_shift"] > 1).all()
+
+
+def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_agent):
+    """`flow.outside_range`: a segment whose inverse leaves the subgoal range takes the clipped
+    inverse ('clip') or keeps its stored goal ('keep'); in-range segments are relabelled alike,
+    and the unclipped inverse (what the health metrics count) is the same under both."""
+    cfg, agent = ours_agent("ours")
+    batch, true_goal = _segments(agent, cfg)
+    stale = (2 * torch.rand_like(true_goal) - 1) * agent.subgoal_bound
+    batch["goal"] = stale
+    d = agent.action_dim
+    # Push half the segments' stored outputs far out: their inverse leaves the range.
+    batch["fdgm_output"][:, ::2] *= 50
+    clipped, raw = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch, None)
+    kept, raw_kept = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch, None)
+    assert torch.equal(raw, raw_kept)
+    outside = (raw.abs() > agent.subgoal_bound).any(dim=-1)
+    assert outside[:, ::2].float().mean() > 0.5 and not outside[:, 1::2].any()  # the premise
+    assert torch.equal(kept[outside], stale[outside])
+    assert torch.equal(kept[~outside], clipped[~outside])
+    assert torch.allclose(kept[:, 1::2, :d], true_goal[:, 1::2, :d], atol=1e-3)
+    assert (clipped[outside].abs() == agent.subgoal_bound.expand_as(raw)[outside]).any(-1).all()
+    health = agent.relabel_health(batch, kept, raw_kept)
+    assert torch.equal(health["relabel_out_of_range"],
+                       agent.relabel_health(batch, clipped, raw)["relabel_out_of_range"])
+    assert (health["relabel_at_bound"] < health["relabel_out_of_range"]).all()

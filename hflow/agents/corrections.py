@@ -102,13 +102,17 @@ class FlowInverseCorrection:
     through the goal transition (g~_t = g~_{t+i} + s_{t+i} - s_t) and reduced by `reduce`
     ('first': step t only; 'mean': mean over the c steps). Goal elements beyond d, which the
     flow does not see, keep their stored values (`rest='keep'`) or take HIRO's delta-s
-    candidate s_{t+c} - s_t (`rest='delta_s'`); the result is clipped to the subgoal range.
+    candidate s_{t+c} - s_t (`rest='delta_s'`). A relabel outside the subgoal range means no
+    goal the high level can set reproduces the stored output today: it is clipped to the
+    range (`outside='clip'`) or the segment keeps its stored goal (`outside='keep'`); either
+    way the unclipped relabel is returned, so the health metrics count it.
     """
 
-    def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep"):
+    def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep",
+                 outside: str = "clip"):
         assert inverse in ("alg1", "alg2") and reduce in ("first", "mean")
-        assert rest in ("keep", "delta_s")
-        self.inverse, self.reduce, self.rest = inverse, reduce, rest
+        assert rest in ("keep", "delta_s") and outside in ("clip", "keep")
+        self.inverse, self.reduce, self.rest, self.outside = inverse, reduce, rest, outside
 
     @torch.no_grad()
     def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
@@ -132,7 +136,11 @@ class FlowInverseCorrection:
             s_lo = low.subgoal_part(states)
             tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
         relabelled = torch.cat([head, tail], dim=-1)
-        return clip_to_bound(relabelled, low.subgoal_bound), relabelled
+        clipped = clip_to_bound(relabelled, low.subgoal_bound)
+        if self.outside == "keep":
+            outside = (relabelled.abs() > low.subgoal_bound).any(dim=-1, keepdim=True)
+            clipped = torch.where(outside, goal, clipped)
+        return clipped, relabelled
 
 
 def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInverseCorrection:
@@ -141,5 +149,6 @@ def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInve
     if name == "hiro":
         return HiroCorrection(cfg.hierarchy.hiro_candidates, cfg.hierarchy.hiro_candidate_sigma)
     if name == "flow":
-        return FlowInverseCorrection(cfg.flow.inverse, cfg.flow.reduce, cfg.flow.rest)
+        return FlowInverseCorrection(cfg.flow.inverse, cfg.flow.reduce, cfg.flow.rest,
+                                     cfg.flow.outside_range)
     raise ValueError(name)

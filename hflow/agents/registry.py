@@ -21,6 +21,9 @@ _FLOW_NETS = {"high.actor": [180, 180], "high.critic": [180, 180], "low.actor": 
 # "Relabelling"): the FDGM part's log-density in L_rnvp and a pre-squash penalty.
 _OURS = {"low.policy": "flow", "flow.condition": "action", "flow.log_density_weight": 0.01,
          "flow.presquash_penalty": 0.01, **_FLOW_NETS}
+# Its relabelling (Algorithms 1 and 2): where no in-range goal reproduces a stored output,
+# the segment keeps its goal instead of taking the clipped inverse (docs/interpretation.md).
+_OURS_FLOW = {**_OURS, "hierarchy.correction": "flow", "flow.outside_range": "keep"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ours", "ours", "Our model",
            "flow low level (forward, conditional, FDGM parts); exact inverse relabelling, "
            "Algorithm 1 (stored a_zstate and a_rnvp)",
-           {**_OURS, "hierarchy.correction": "flow", "flow.inverse": "alg1"}),
+           {**_OURS_FLOW, "flow.inverse": "alg1"}),
     Preset("hiro", "hiro", "HIRO",
            "MLP low level; HIRO's 10-candidate off-policy correction",
            {"low.policy": "mlp", "hierarchy.correction": "hiro"}),
@@ -66,11 +69,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             **_FLOW_NETS}),
     Preset("ours_alg2", "ours", "",
            "ours with Algorithm 2: the condition recomputed by the current networks",
-           {**_OURS, "hierarchy.correction": "flow", "flow.inverse": "alg2"}),
+           {**_OURS_FLOW, "flow.inverse": "alg2"}),
     Preset("ours_goal_conditioned", "variant", "",
            "Fig. 5 variant: the conditional part takes g instead of a_z",
-           {**_OURS, "flow.condition": "goal", "hierarchy.correction": "flow",
-            "flow.inverse": "alg1"}),
+           {**_OURS_FLOW, "flow.condition": "goal", "flow.inverse": "alg1"}),
     Preset("lsp_corrected", "lsp", "",
            "Fig. 4's LSP with HIRO's off-policy correction added for a fair comparison",
            {"low.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
@@ -108,7 +110,8 @@ def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
         if key.startswith("flow.") and cfg.low.policy != "flow":
             raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
                               f"MLP (low.policy = mlp), not a flow")
-        if key in ("flow.inverse", "flow.reduce", "flow.rest", "flow.relabel_from") and \
+        if key in ("flow.inverse", "flow.reduce", "flow.rest", "flow.relabel_from",
+                   "flow.outside_range") and \
                 cfg.hierarchy.correction != "flow":
             raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "
                               f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
