@@ -61,15 +61,22 @@ STEPS_PER_SEED = 10_000_000
 
 # -- the worker: one case, in the process of the checkout it measures -------------------------
 
-def _timed(fn, phase, totals, sync):
-    def wrapper(*args, **kwargs):
-        sync()
+class _timed:
+    """fn, timed into totals[phase]; other attributes (a correction's `draw`) pass through."""
+
+    def __init__(self, fn, phase, totals, sync):
+        self.fn, self.phase, self.totals, self.sync = fn, phase, totals, sync
+
+    def __call__(self, *args, **kwargs):
+        self.sync()
         start = time.perf_counter()
-        out = fn(*args, **kwargs)
-        sync()
-        totals[phase] += time.perf_counter() - start
+        out = self.fn(*args, **kwargs)
+        self.sync()
+        self.totals[self.phase] += time.perf_counter() - start
         return out
-    return wrapper
+
+    def __getattr__(self, name):
+        return getattr(self.fn, name)
 
 
 def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: str,
@@ -131,15 +138,23 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
                    (high_buffer, "add", "store")]
         graphs = getattr(trainer, "graphs", None)
         captured = graphs is not None and graphs.mode == "cuda"
-        if captured:  # a replay runs no Python: time each graph (the correction is inside)
+        # Checkouts whose loop runs every step through `graphs(name, fn, inputs)` (eager
+        # too): time each step by its name; the correction is timed inside the high update.
+        steps_by_name = hasattr(agent, "high_critic_step")
+        if captured or steps_by_name:
             graphs_call = graphs.__call__
-            by_name = {"act_low": "act", "act_high": "act", "update_low": "low_update",
-                       "update_high": "high_update"}
+
+            def kind(name):  # act_low | update_high (older) | low_critic_step (newer) ...
+                if name.startswith("act_"):
+                    return "act"
+                return "high_update" if "high" in name else "low_update"
 
             def timed_graphs(name, *args):
-                return _timed(graphs_call, by_name[name], totals, sync)(name, *args)
+                return _timed(graphs_call, kind(name), totals, sync)(name, *args)
 
             trainer.graphs = timed_graphs
+            if steps_by_name and not captured:
+                patches.append((agent, "correction", "correction"))
         else:
             patches += [(agent, f"act_{low}", "act"), (agent, f"act_{high}", "act"),
                         (agent, f"update_{low}", "low_update"),
@@ -151,7 +166,7 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         timed_total = run_steps()
         for (obj, name, _), original in zip(patches, originals):
             setattr(obj, name, original)
-        if captured:
+        if captured or steps_by_name:
             trainer.graphs = graphs
 
         flops = {}
@@ -160,7 +175,18 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
             batch = buffer.sample(cfg.td3.batch_size, trainer.rng[f"replay_{level}"])
             counter = FlopCounterMode(display=False)
             with counter:
-                if level == "lo":
+                if steps_by_name:  # critic and actor steps: one update of each level
+                    td3 = agent.low if level == "lo" else agent.high
+                    size = agent.action_dim if level == "lo" else agent.lo_dim
+                    batch["noise"] = torch.zeros(members, cfg.td3.batch_size, size,
+                                                 device=trainer.device)
+                    batch.update(agent.correction.draw(trainer.rng["correction"],
+                                                       cfg.td3.batch_size, agent.lo_dim)
+                                 if level == "hi" else {})
+                    step = td3.critic_step if level == "lo" else agent.high_critic_step
+                    step(batch)
+                    td3.actor_step(batch)
+                elif level == "lo":
                     getattr(agent, f"update_{low}")(batch, trainer.rng["noise_lo"])
                 else:
                     getattr(agent, f"update_{high}")(batch, trainer.rng["noise_hi"],

@@ -33,8 +33,9 @@ from hflow.io import atomic_path
 # policy.pt: 1 (no 'format' key) held all K members' networks and the member's index; 2 holds
 # the seed's own networks, loadable into a one-member agent; 3 adds the checksum.
 POLICY_FORMAT = 3
-CHECKPOINT_VERSION = 4  # 2: flat replay rows, blocked random streams, hflow's own Adam;
-#                         3: the levels named high and low, bounds not saved; 4: checksum
+CHECKPOINT_VERSION = 5  # 2: flat replay rows, blocked random streams, hflow's own Adam;
+#                         3: the levels named high and low, bounds not saved; 4: checksum;
+#                         5: replay rows hold each level's TD3 input (obs, next_obs)
 REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
                  "env_rng", "losses", "metrics", "checksum")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")

@@ -112,9 +112,8 @@ class TaskConfig(Section):
     episode_steps: int = Field(500, ge=1, description="env steps per episode (HIRO: 500)")
     block_shrink: float = Field(0.99, gt=0, le=1, description="see docs/tasks.md")
     manual_collision: bool = Field(
-        True, description="HIRO's point: undo a step that ends inside a wall (maze_env.py "
-                          "manual_collision); false leaves walls to contacts, which the point's "
-                          "0.2-per-step moves pass through (docs/tasks.md)")
+        True, description="HIRO's point: undo a step that ends inside a wall (maze_env.py); "
+                          "false: contacts only (docs/tasks.md)")
     eval_target: Annotated[list[float], Field(min_length=1)] | None = Field(
         None, description="replaces the task's fixed target (hi values)")
 
@@ -142,13 +141,9 @@ class TrainConfig(Section):
     env_threads: int = Field(1, ge=1, description="threads stepping the members' envs (MuJoCo "
                                                   "releases the GIL); results are identical "
                                                   "for any count")
-    capture: Literal["auto", "cuda", "eager", "emulate"] = Field(
-        "auto", description="how acting and both levels' updates (the correction included) "
-                            "run: cuda = recorded once and replayed as CUDA graphs, eager = "
-                            "op by op, auto = cuda on a CUDA device and eager on the CPU, "
-                            "emulate = the graphs' buffers and draw order without a graph "
-                            "(checks them on the CPU); the draws and arithmetic are the "
-                            "same in every mode")
+    capture: Literal["auto", "cuda", "eager"] = Field(
+        "auto", description="acting and updates: cuda = replayed as CUDA graphs, eager = op "
+                            "by op, auto = cuda on a CUDA device (same numbers either way)")
     checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept")
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files to seed<N>/tensorboard "
@@ -206,9 +201,8 @@ class HierarchyConfig(Section):
                                 "goal the high level just chose (HIRO's train.py) or "
                                 "h(s, g, s')")
     high_episode_end: Literal["terminal", "bootstrap"] = Field(
-        "terminal", description="the high-level segment that ends an episode: stored with "
-                                "discount 0 (HIRO's train.py, episodes reset every 500 steps) "
-                                "or bootstrapped like the others")
+        "terminal", description="the segment that ends an episode: discount 0 (HIRO's "
+                                "train.py) or bootstrapped like the others")
     hiro_candidates: int = Field(8, ge=1, description="sampled candidates besides g and "
                                                       "delta-s")
     hiro_candidate_sigma: float = Field(0.5, ge=0, description="x subgoal half-range")
@@ -313,44 +307,8 @@ def _explain(key: str, value: Any, err: ValidationError) -> ConfigError:
     return ConfigError(f"config key '{key}' = {value!r}: {why}")
 
 
-# Keys of the old spelling, when the level sections were `hi` and `lo` (the names the paper
-# keeps for the goal sizes, task.hi and task.lo): an error naming the new key, never a guess.
-RENAMED_SECTIONS = {"hi": "high", "lo": "low"}
-RENAMED_KEYS = {"hierarchy.hi_episode_end": "hierarchy.high_episode_end"}
-
-
-def renamed(key: str) -> str | None:
-    """The new name of a key of the old spelling, or None."""
-    first, _, rest = key.partition(".")
-    if first in RENAMED_SECTIONS:
-        return RENAMED_SECTIONS[first] + (f".{rest}" if rest else "")
-    return RENAMED_KEYS.get(key)
-
-
-def rename_old_keys(tree: dict) -> dict:
-    """A nested config of the old spelling in the new one: for records written before the
-    rename (policy.pt format 1), which hflow reads knowing their format."""
-    flat = {renamed(k) or k: v for k, v in flatten(tree).items()}
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *sections, name = key.split(".")
-        scope = nested
-        for section in sections:
-            scope = scope.setdefault(section, {})
-        scope[name] = value
-    return nested
-
-
 def set_key(cfg: RunConfig, key: str, value: Any) -> None:
     """Sets a dotted key ('td3.gamma') with its type, choice and bound checks."""
-    if (new := renamed(key)) is not None:
-        why = ("the levels' sections are 'high' and 'low'; 'hi' and 'lo' name only the goal "
-               "sizes (task.hi, task.lo)")
-        if new in all_keys() or new in RENAMED_SECTIONS.values():
-            raise ConfigError(f"config key '{key}' is now '{new}': {why}")
-        close = difflib.get_close_matches(new, all_keys(), n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown config key '{key}'{hint} ({why})")
     parts = key.split(".")
     scope, prefix = cfg, ""
     for part in parts[:-1]:

@@ -10,7 +10,7 @@ steps per second of this run; a group of K seeds steps K times that); wall_s (se
 the run started, resumes included). Tasks with several eval targets add
 `eval_reward_<target>`, `eval_success_<target>` and `eval_distance_<target>` per target
 (e.g. `eval_success_0_16`) after these columns; the unsuffixed ones are the headline
-target's. The losses are collected by `hflow.losses` (torch); this module reads and writes the
+target's. The losses are collected by `hflow.loss_log` (torch); this module reads and writes the
 CSV only, so the analysis reads metrics without torch.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from hflow import HflowError
 from hflow.io import write_text
 
-# What each update logs (hflow.losses): the losses, then the relabelling's health
+# What each update logs (hflow.loss_log): the losses, then the relabelling's health
 # (HierarchicalAgent.relabel_health; high_round_trip_miss for flow low levels only).
 LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor", "high_relabel_shift",
           "high_relabel_at_bound", "high_relabel_out_of_range", "high_saturated",

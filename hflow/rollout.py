@@ -17,20 +17,15 @@ import numpy as np
 
 from hflow import HflowError
 from hflow.checkpoint import POLICY_FORMAT, load_policy_file
-from hflow.config import rename_old_keys
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
 from hflow.resolve import from_dict
 
-# format 1 saved the actors' bounds with their weights; they now come from the task
-FORMAT1_BOUNDS = ("high", "action_high", "x_scale")
-
 
 def load_policy(seed_dir: str | Path):
     """(agent, cfg, member, seeds) from a seed directory's policy.pt (tensors and plain data
-    only): a one-member agent for the seed (format 2), or, for a policy.pt of format 1 (all
-    members of the seed's group), the group's agent and the seed's member index."""
+    only): a one-member agent for the seed, member 0."""
     from hflow.agents.hiro import HierarchicalAgent
 
     path = Path(seed_dir) / "policy.pt"
@@ -38,16 +33,10 @@ def load_policy(seed_dir: str | Path):
         raise HflowError(f"{path} does not exist: give a finished run's seed<N>/ directory")
     saved = load_policy_file(path)
     version = saved.get("format", 1)
-    if version not in (1, 2, POLICY_FORMAT):
-        raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 1 "
-                         f"to {POLICY_FORMAT}")
-    if version == 1:  # written before the levels were named high and low
-        cfg = from_dict(rename_old_keys(saved["config"]))
-        seeds, member = saved["seeds"], saved["member"]
-        nets = {new: {k: v for k, v in saved["nets"][old].items() if k not in FORMAT1_BOUNDS}
-                for new, old in (("high_actor", "hi_actor"), ("low_actor", "lo_actor"))}
-    else:
-        cfg, seeds, member, nets = from_dict(saved["config"]), [saved["seed"]], 0, saved["nets"]
+    if version not in (2, POLICY_FORMAT):  # format 1: the group's nets, levels named hi/lo
+        raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 2 "
+                         f"and {POLICY_FORMAT} (format 1 is read by hflow before 2026-12)")
+    cfg, seeds, member, nets = from_dict(saved["config"]), [saved["seed"]], 0, saved["nets"]
     task = get_task(cfg.task.name)
     goals = goal_space(task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
     agent = HierarchicalAgent(cfg, task, goals, seeds)
@@ -110,6 +99,18 @@ def agent_goals(cfg):
 
 def draw_rollouts(seed_dir: str | Path, out: str | Path, episodes: int = 3):
     """Draws the rollouts to `out`; returns (out, subgoal_stats rows)."""
+    import matplotlib.pyplot as plt
+
+    cfg, runs = rollouts(seed_dir, episodes)
+    fig = rollout_figure(cfg, runs)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return Path(out), subgoal_stats(cfg, runs)
+
+
+def rollout_figure(cfg, runs):
+    """One panel per eval target: the maze, each episode's path and its subgoals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,26 +118,47 @@ def draw_rollouts(seed_dir: str | Path, out: str | Path, episodes: int = 3):
 
     from hflow.envs.render import draw_task
 
-    cfg, runs = rollouts(seed_dir, episodes)
     targets = agent_goals(cfg).eval_targets
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 5.2), squeeze=False,
+                             layout="constrained")  # makes room for titles and legends
+    fig.suptitle(f"{cfg.model} on {cfg.task.name}: paths (lines), subgoals (x, joined to "
+                 f"where they were set)", fontsize=9)
     colors = plt.get_cmap("tab10")
     for ax, target in zip(axes[0], targets):
         draw_task(cfg.task.name, ax, target)
-        for e, run in enumerate(r for r in runs if r["target"] == target):
+        mine = [r for r in runs if r["target"] == target]
+        for e, run in enumerate(mine):
             color = colors(e)
             ax.plot(run["path"][:, 0], run["path"][:, 1], color=color, lw=1.2,
-                    label=f"episode {e}: final distance {run['distance']:.2f}")
+                    label="episode paths" if e == 0 else None)
             for start, goal in run["subgoals"]:
                 ax.plot([start[0], goal[0]], [start[1], goal[1]], color=color, lw=0.5,
                         alpha=0.5)
                 ax.plot(goal[0], goal[1], "x", color=color, ms=4, alpha=0.7)
-        ax.set_title(f"{cfg.model} on {cfg.task.name}, target "
-                     f"({', '.join(f'{v:g}' for v in target[:2])})\npaths (lines), subgoals "
-                     f"(x, joined to where they were set)", fontsize=8)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), fontsize=7, frameon=False)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(out).suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return Path(out), subgoal_stats(cfg, runs)
+        distances = ", ".join(f"{r['distance']:.2f}" for r in mine)
+        ax.set_title(f"target ({', '.join(f'{v:g}' for v in target[:2])}): final distance "
+                     f"{distances}", fontsize=8)
+    # one legend for what every panel shows, below them (constrained layout makes room)
+    for ax in axes[0]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
+               ncol=4, fontsize=8, frameon=False)
+    return fig
+
+
+def cut_off(fig) -> list[str]:
+    """The titles and legends of `fig` that reach outside its area (laid out at its dpi)."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    area = fig.bbox.padded(1)
+    texts = [("suptitle", fig._suptitle), *(("legend", leg) for leg in fig.legends)] + [
+        (f"title of panel {i}", ax.title) for i, ax in enumerate(fig.axes)]
+    outside = []
+    for name, artist in texts:
+        if artist is None:
+            continue
+        extent = artist.get_window_extent(renderer)
+        if not (area.contains(*extent.min) and area.contains(*extent.max)):
+            outside.append(name)
+    return outside

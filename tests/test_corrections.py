@@ -7,6 +7,7 @@ import torch
 
 from hflow.agents.corrections import FlowInverseCorrection, HiroCorrection
 from hflow.agents.hiro import HierarchicalAgent
+from hflow.agents.td3 import draw_target_noise
 from hflow.envs import get_task, goal_space
 from hflow.nets.flow import squash
 from hflow.resolve import resolve
@@ -46,8 +47,9 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
     batch_ = {"states": states, "actions": actions, "goal": stale}
     # sigma 0.25 x the point's half-range 10: candidates spread +-2.5, as on the goal scale
     # of the stale offset
-    relabelled, unclipped = HiroCorrection(8, 0.25)(agent, batch_,
-                                                    MemberRNG([0, 1], "correction"))
+    correction = HiroCorrection(8, 0.25)
+    batch_.update(correction.draw(MemberRNG([0, 1], "correction"), batch, 2))
+    relabelled, unclipped = correction(agent, batch_)
     assert torch.equal(relabelled, unclipped.clamp(-10, 10))  # the point's subgoal bound
     err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
     err_old = (stale - true_goal)[..., :2].norm(dim=-1)
@@ -104,11 +106,11 @@ def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce, so
     states = batch["states"]
     stale = (2 * torch.rand_like(true_goal) - 1) * agent.subgoal_bound
     batch["goal"] = stale
-    out, _ = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    out, _ = FlowInverseCorrection("alg1", reduce)(agent, batch)
     d = agent.action_dim
     assert torch.allclose(out[..., :d], true_goal[..., :d], atol=1e-3)
     assert torch.equal(out[..., d:], stale[..., d:])  # elements beyond d keep stored values
-    delta, _ = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch, None)
+    delta, _ = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch)
     s_lo = agent.subgoal_part(states)
     delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.subgoal_bound[d:]
     assert torch.allclose(delta[..., :d], out[..., :d])
@@ -119,11 +121,11 @@ def test_alg2_recovers_the_goal_when_the_stored_goal_is_true(ours_agent):
     cfg, agent = ours_agent()
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
-    out, _ = FlowInverseCorrection("alg2", "mean")(agent, batch, None)
+    out, _ = FlowInverseCorrection("alg2", "mean")(agent, batch)
     assert torch.allclose(out, true_goal, atol=1e-3)
     # With a stale goal the recomputed condition differs: alg2 is not alg1.
     batch["goal"] = true_goal.flip(1)
-    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch, None)[0]
+    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch)[0]
                               [..., :8], true_goal[..., :8], atol=1e-2)
 
 
@@ -137,11 +139,12 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
     before = [p.detach().clone() for p in agent.low.actor.parameters()]
     for _ in range(4):  # change the low level: the stored goals are now stale
         obs = agent.low_input(states[:, :, 0], true_goal)
-        agent.low.update(obs, actions[:, :, 0], torch.randn(2, 32, 1), obs,
-                        MemberRNG([0, 1], "noise"))
+        agent.low.update({"obs": obs, "action": actions[:, :, 0], "reward": torch.randn(2, 32, 1),
+                          "next_obs": obs, "noise": draw_target_noise(
+                              MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
     batch["goal"] = true_goal
-    relabelled, _ = FlowInverseCorrection(inverse, "first")(agent, batch, None)
+    relabelled, _ = FlowInverseCorrection(inverse, "first")(agent, batch)
     actor = agent.low.actor
     with torch.no_grad():
         if inverse == "alg1":
@@ -179,11 +182,11 @@ def test_stored_fdgm_output_inverts_to_the_stored_goal_beyond_the_squash(ours_ag
     batch, true_goal = _segments(agent, cfg)
     assert batch["fdgm_output"].abs().min() > 7.25  # every output is past the squash's reach
     batch["goal"] = true_goal
-    out, unclipped = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    out, unclipped = FlowInverseCorrection("alg1", reduce)(agent, batch)
     assert torch.allclose(unclipped, true_goal, atol=1e-3)  # exact, not merely in range
     # The executed action has lost the goal: every action is at +-a_max.
     agent.low.actor.relabel_from = "executed_action"
-    lost, _ = FlowInverseCorrection("alg1", reduce)(agent, batch, None)
+    lost, _ = FlowInverseCorrection("alg1", reduce)(agent, batch)
     assert (lost - true_goal)[..., :8].abs().amax() > 1
 
 
@@ -191,7 +194,7 @@ def test_relabel_health_sees_a_saturated_low_level_and_its_failed_round_trip(our
     cfg, agent = ours_agent("ours")
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
-    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch, None)
+    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch)
     healthy = agent.relabel_health(batch, goal, unclipped)
     assert (healthy["saturated"] == 0).all() and (healthy["round_trip_miss"] == 0).all()
     assert (healthy["relabel_shift"] < 1e-3).all()
@@ -200,11 +203,11 @@ def test_relabel_health_sees_a_saturated_low_level_and_its_failed_round_trip(our
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
     stored = agent.relabel_health(batch, *FlowInverseCorrection("alg1", "first")(
-        agent, batch, None))
+        agent, batch))
     assert (stored["saturated"] == 1).all()  # every action element at the squash's end
     assert (stored["round_trip_miss"] == 0).all()  # a_rnvp still inverts exactly
     agent.low.actor.relabel_from = "executed_action"
-    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch, None)
+    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch)
     executed = agent.relabel_health(batch, goal, unclipped)
     assert (executed["round_trip_miss"] == 1).all()
     assert (executed["relabel_out_of_range"] > 0.5).all()  # counted before the clip
@@ -223,8 +226,8 @@ def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_ag
     d = agent.action_dim
     # Push half the segments' stored outputs far out: their inverse leaves the range.
     batch["fdgm_output"][:, ::2] *= 50
-    clipped, raw = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch, None)
-    kept, raw_kept = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch, None)
+    clipped, raw = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch)
+    kept, raw_kept = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch)
     assert torch.equal(raw, raw_kept)
     outside = (raw.abs() > agent.subgoal_bound).any(dim=-1)
     assert outside[:, ::2].float().mean() > 0.5 and not outside[:, 1::2].any()  # the premise

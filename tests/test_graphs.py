@@ -1,9 +1,10 @@
 """Captured steps (hflow.graphs): on the CPU, `emulate` runs everything a CUDA graph run does
-(fixed buffers, recorded draw order, warm-up runs undone) except the capture itself; its
-numbers must equal eager ones exactly. tests/test_gpu.py checks the capture on CUDA."""
+(fixed buffers, warm-up runs undone) except the capture itself; its numbers must equal eager
+ones exactly. tests/test_gpu.py checks the capture on CUDA."""
 
 import pytest
 import torch
+from conftest import STEP_KINDS, assert_both_levels_update
 
 from hflow import HflowError
 from hflow.graphs import StepGraphs
@@ -13,26 +14,26 @@ from hflow.train import Trainer
 
 
 class Noisy(torch.nn.Module):
-    """A toy step: one SGD step of w on x plus a noise draw whose size depends on `key`."""
+    """A toy step: one SGD step of w on x plus noise drawn by the caller."""
 
     def __init__(self):
         super().__init__()
         self.w = torch.nn.Parameter(torch.ones(2, 3))
 
-    def step(self, key, inputs, rng):
-        noise = rng.normal(3) * (key + 1)
+    def step(self, inputs):
         loss = ((inputs["x"] * self.w).sum(-1) ** 2).sum()
         (grad,) = torch.autograd.grad(loss, [self.w])
         with torch.no_grad():
-            self.w.sub_(0.01 * grad + 0.001 * noise)
+            self.w.sub_(0.01 * grad + 0.001 * inputs["noise"])
         return {"loss": loss.detach(), "w": self.w.detach().clone()}
 
 
 def _run(mode, calls=5):
     torch.manual_seed(0)
     net, rng = Noisy(), BlockedRNG([0, 1], "toy", block=4)  # blocks run out between calls
-    graphs = StepGraphs(mode, torch.device("cpu"), 2, lambda: list(net.parameters()))
-    outs = [graphs("toy", k % 2, net.step, {"x": torch.full((2, 3), float(k))}, rng)
+    graphs = StepGraphs(mode, torch.device("cpu"), lambda: list(net.parameters()))
+    outs = [graphs(f"toy{k % 2}", net.step, {"x": torch.full((2, 3), float(k)),
+                                              "noise": rng.normal(3)})
             for k in range(calls)]
     return net.w.detach().clone(), outs, graphs
 
@@ -43,7 +44,7 @@ def test_emulated_steps_equal_eager_ones_exactly():
     assert torch.equal(w_eager, w_emulated)
     for a, b in zip(eager, emulated):
         assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["w"], b["w"])
-    assert sorted(graphs.entries) == [("toy", 0), ("toy", 1)]  # one record per key
+    assert sorted(graphs.entries) == ["toy0", "toy1"]  # one record per name
 
 
 def test_outputs_are_not_overwritten_by_later_steps():
@@ -54,28 +55,22 @@ def test_outputs_are_not_overwritten_by_later_steps():
 def test_warm_up_runs_are_undone_only_for_the_state_it_is_told_of():
     """With an empty `mutable` list the warm-up steps stay in the weights: the run differs."""
     torch.manual_seed(0)
-    net, rng = Noisy(), BlockedRNG([0, 1], "toy")
-    graphs = StepGraphs("emulate", torch.device("cpu"), 2, lambda: [])
-    graphs("toy", 0, net.step, {"x": torch.ones(2, 3)}, rng)
+    net = Noisy()
+    graphs = StepGraphs("emulate", torch.device("cpu"), lambda: [])
+    graphs("toy", net.step, {"x": torch.ones(2, 3), "noise": torch.zeros(2, 3)})
     w_eager, _, _ = _run("eager", calls=1)
     assert not torch.equal(net.w.detach(), w_eager)
-
-
-def test_a_draw_that_depends_on_the_data_is_refused():
-    def step(_, inputs, rng):
-        return {"y": rng.normal(int(inputs["n"].item()))}
-
-    graphs = StepGraphs("emulate", torch.device("cpu"), 1, lambda: [])
-    rng = BlockedRNG([0], "toy")
-    graphs("data", 0, step, {"n": torch.tensor(2)}, rng)
-    with pytest.raises(RuntimeError, match=r"drew normal\(3,\) where its first run drew"):
-        graphs("data", 0, step, {"n": torch.tensor(3)}, rng)
 
 
 def test_cuda_capture_needs_a_cuda_device(tiny, tmp_path):
     cfg = resolve("hiro", sets=tiny("hiro", ["train.capture=cuda"]))
     with pytest.raises(HflowError, match="train.capture = 'cuda' needs a CUDA device"):
         Trainer(cfg, tmp_path, progress=False)
+
+
+def test_emulate_is_no_config_value(tiny):
+    with pytest.raises(Exception, match="train.capture"):
+        resolve("hiro", sets=tiny("hiro", ["train.capture=emulate"]))
 
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
@@ -85,15 +80,15 @@ def test_emulated_capture_trains_exactly_as_eager(tiny, tmp_path, model):
     states = []
     for mode in ("eager", "emulate"):
         cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": 400},
-                      sets=tiny(model, ["task.name=BallPushSingle", f"train.capture={mode}"]))
-        trainer = Trainer(cfg, tmp_path / mode, progress=False)
+                      sets=tiny(model, ["task.name=BallPushSingle"]))
+        trainer = Trainer(cfg, tmp_path / mode, progress=False, graphs_mode=mode)
         for _ in range(400):
             trainer.advance()
+        assert_both_levels_update(trainer)
         states.append((trainer.agent.mutable_tensors(), trainer.low_buffer.data,
                        trainer.high_buffer.data, trainer.loss_log.means()))
     (eager, *rest_a), (emulated, *rest_b) = states
     assert all(torch.equal(a, b) for a, b in zip(eager, emulated, strict=True))
     assert torch.equal(rest_a[0], rest_b[0]) and torch.equal(rest_a[1], rest_b[1])
     assert rest_a[2] == rest_b[2]
-    assert {name for name, _ in trainer.graphs.entries} == {
-        "act_low", "act_high", "update_low", "update_high"}
+    assert set(trainer.graphs.entries) == STEP_KINDS

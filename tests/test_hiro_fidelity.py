@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hflow.agents.hiro import HierarchicalAgent
-from hflow.agents.td3 import TD3
+from hflow.agents.td3 import TD3, draw_target_noise
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import metric_names
 from hflow.metrics import read_metrics
@@ -51,7 +51,8 @@ def _update(td3):
     obs = torch.randn(1, 16, 4, generator=gen)
     action = torch.rand(1, 16, 2, generator=gen) * 2 - 1
     reward = torch.randn(1, 16, 1, generator=gen)
-    td3.update(obs, action, reward, obs.roll(1, dims=1), MemberRNG([0], "noise"))
+    td3.update({"obs": obs, "action": action, "reward": reward, "next_obs": obs.roll(1, dims=1),
+                "noise": draw_target_noise(MemberRNG([0], "noise"), 16, 2)})
 
 
 @pytest.mark.parametrize("mode", ["zero_loss", "skip"])
@@ -87,13 +88,14 @@ def test_warmup_acts_with_the_initial_policies(make_trainer, tmp_path, policy):
                                   "high.explore_sigma=0", "train.warmup=100"])
     for _ in range(60):  # inside the warm-up: no update has run
         trainer.advance()
-    data = trainer.low_buffer.storage
+    data, lo = trainer.low_buffer.storage, trainer.agent.lo_dim
+    first_state = trainer.high_buffer.storage["states"][:, :1, 0]  # full state, x and y too
     with torch.no_grad():
-        acted, _ = trainer.agent.act_low(data["state"][:, :60], data["goal"][:, :60])
-        goal0 = trainer.agent.act_high(data["state"][:, :1], trainer.target)
+        acted, _ = trainer.agent.low.actor.act(data["obs"][:, :60])  # the low level's input
+        goal0 = trainer.agent.act_high(first_state, trainer.target)
     same = torch.allclose(acted, data["action"][:, :60], atol=1e-6)
     assert same == (policy == "policy")
-    assert torch.allclose(goal0, data["goal"][:, :1], atol=1e-6) == (policy == "policy")
+    assert torch.allclose(goal0, data["obs"][:, :1, -lo:], atol=1e-6) == (policy == "policy")
     assert resolve("hiro").train.warmup_policy == "policy"
 
 
@@ -105,7 +107,14 @@ def test_stored_next_goal_at_a_segment_end(make_trainer, tmp_path, mode):
     steps, c, T = 250, trainer.cfg.hierarchy.c, trainer.cfg.task.episode_steps
     for _ in range(steps):
         trainer.advance()
-    d = {k: v[:, :steps] for k, v in trainer.low_buffer.storage.items()}
+    # the low transitions' goals (the end of their input) and, from the segments (which keep
+    # whole states; the low level's input has x, y zeroed), their states
+    obs = {k: v[:, :steps] for k, v in trainer.low_buffer.storage.items()}
+    lo = trainer.agent.lo_dim
+    d = {"goal": obs["obs"][..., -lo:], "next_goal": obs["next_obs"][..., -lo:]}
+    segments = trainer.high_buffer.storage["states"][:, :steps // c]  # [K, n, c + 1, o]
+    d["state"] = segments[:, :, :-1].flatten(1, 2)
+    d["next_state"] = segments[:, :, 1:].flatten(1, 2)
     carried = trainer.agent.goal_transition(d["state"], d["goal"], d["next_state"])
     for t in range(steps - 1):
         if (t + 1) % c == 0 and (t + 1) % T:  # a segment's end inside an episode
@@ -155,9 +164,11 @@ def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_tr
         assert (discount[:, i] == (0.0 if end and mode == "terminal" else 1.0)).all(), i
     # and the critic's TD target uses it: the loss differs between discount 0 and 1
     batch = trainer.high_buffer.sample(8, trainer.rng["replay_hi"])
-    losses = [copy.deepcopy(trainer.agent).update_high(
-        {**batch, "discount": torch.full_like(batch["discount"], value)}, FixedNoise(),
-        FixedNoise())["critic"] for value in (0.0, 1.0)]
+    agent, lo = trainer.agent, trainer.agent.lo_dim
+    drawn = {"noise": FixedNoise().normal(8, lo), **agent.correction.draw(FixedNoise(), 8, lo)}
+    losses = [copy.deepcopy(agent).high_critic_step(
+        {**batch, **drawn, "discount": torch.full_like(batch["discount"], value)})["critic"]
+        for value in (0.0, 1.0)]
     assert not torch.allclose(losses[0], losses[1])
     assert resolve("hiro").hierarchy.high_episode_end == "terminal"
 

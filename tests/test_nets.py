@@ -94,7 +94,7 @@ def test_member_weights_depend_on_their_own_seed_only():
 
 
 def test_fused_adam_matches_torch_adam():
-    from hflow.optim import Adam
+    from hflow.agents.td3 import Adam
 
     gen = torch.Generator().manual_seed(0)
     ours = [torch.randn(3, 4, generator=gen), torch.randn(5, generator=gen)]

@@ -137,7 +137,7 @@ def test_a_second_process_on_the_same_run_stops_naming_the_holder(train_cmd, run
         first.wait()
     # the kernel dropped the dead holder's lock: the directory can be taken again
     with RunLock([tmp_path / STATE, tmp_path / "seed0"]) as lock:
-        assert len(lock.fds) == 2
+        assert len(lock.locks) == 2
 
 
 def test_stale_temp_files_of_interrupted_writes_are_removed(run, run400, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from hflow.agents.hiro import MLPActor
-from hflow.agents.td3 import TD3
+from hflow.agents.td3 import TD3, draw_target_noise
 from hflow.config import TD3Config
 from hflow.nets import TwinCritic
 from hflow.seeding import MemberRNG
@@ -66,7 +66,8 @@ def test_member_batched_td3_learns_a_small_control_problem():
                 idx = sample_rng.integers(0, len(replay["s"]), 64)
                 batch = [torch.as_tensor(np.concatenate([replay[k][i] for i in idx], axis=1),
                                          dtype=torch.float32) for k in ("s", "a", "r", "s2")]
-                agent.update(*batch, noise_rng)
+                agent.update({**dict(zip(("obs", "action", "reward", "next_obs"), batch)),
+                              "noise": draw_target_noise(noise_rng, 64, batch[1].shape[-1])})
     after = _episode_return(agent, DriftToZero(members, 9), members)
     print("returns before", before, "after", after)
     assert (after > -3.5).all(), (before, after)

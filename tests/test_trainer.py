@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_sets
 
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.registry import PRESETS
-from hflow.checkpoint import list_checkpoints
+from hflow.checkpoint import list_checkpoints, with_checksum
 from hflow.cli import main
 from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
 from hflow.resolve import resolve
@@ -91,8 +92,10 @@ def test_env_threads_give_identical_metrics(cmd, uninterrupted, tmp_path):
 def test_emulated_capture_resumes_to_identical_metrics(cmd, uninterrupted, tmp_path):
     """Steps through the CUDA graphs' buffers (emulated on the CPU), stopped at 400 and
     resumed (the steps are recorded anew): the eager run's metrics exactly."""
-    subprocess.run(cmd(tmp_path, steps=400, extra=["train.capture=emulate"]), check=True)
-    subprocess.run(cmd(tmp_path, extra=["train.capture=emulate"]), check=True)
+    sets = tiny_sets("hiro", ["train.eval_every=200", "task.name=PointMazeSingle"])
+    for steps in (400, 600):  # the uninterrupted run's command, in-process
+        cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps}, sets=sets)
+        Trainer(cfg, tmp_path, progress=False, graphs_mode="emulate").run()
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
@@ -163,7 +166,7 @@ def test_non_finite_loss_stops_with_step_member_and_loss(tiny, tmp_path, monkeyp
 def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_path, capsys):
     """`hflow rollout` runs the saved policy as the evaluation did: same starts, same final
     distances; and draws them."""
-    from hflow.rollout import rollouts
+    from hflow.rollout import cut_off, rollout_figure, rollouts
 
     cfg, runs = rollouts(uninterrupted / "seed1", episodes=2)  # tiny runs evaluate 2 episodes
     last = read_metrics(uninterrupted / "seed1" / "metrics.csv")[-1]
@@ -195,29 +198,15 @@ def test_rollout_replays_the_evaluation_of_the_saved_policy(uninterrupted, tmp_p
                       ("low_critic", 2)):
         weights = [t for name, t in saved["nets"][net].items() if name.endswith("weight")]
         assert weights and all(t.shape[0] == rows for t in weights), net
-    # a policy.pt of format 1 (before the rename: the group's networks with the actors'
-    # bounds, the member index, a config with hi/lo sections) still replays
-    from hflow.config import RENAMED_SECTIONS
-
-    state = torch.load(list_checkpoints(uninterrupted / "state-seeds-0-1")[-1],
-                       weights_only=True)["agent"]
-    old_config = {({v: k for k, v in RENAMED_SECTIONS.items()}.get(k, k)): v
-                  for k, v in saved["config"].items()}
-    old_config["hierarchy"]["hi_episode_end"] = old_config["hierarchy"].pop("high_episode_end")
-    old_nets = {old: {k.split(".", 2)[2]: v for k, v in state.items()
-                      if k.startswith(f"{new}.actor.")}
-                for old, new in (("hi_actor", "high"), ("lo_actor", "low"))}
-    old_nets["hi_actor"]["high"] = torch.full((2,), 10.0)  # format 1 kept the bounds
-    old_nets["lo_actor"]["high"] = torch.tensor([1.0, 0.25])
+    # a policy.pt of format 1 (the group's networks, levels named hi/lo): one line, no replay
     old_dir = tmp_path / "format1"
     old_dir.mkdir()
-    torch.save({"config": old_config, "seeds": [0, 1], "member": 1, "step": 600,
-                "nets": old_nets}, old_dir / "policy.pt")
-    _, old_runs = rollouts(old_dir, episodes=2)
-    # a two-member agent (format 1) against a one-member one: other matmul shapes, so equal
-    # within float rounding, not bit for bit on every CPU
-    assert np.allclose([r["distance"] for r in old_runs], [r["distance"] for r in runs],
-                       rtol=1e-5, atol=1e-5)
+    torch.save(with_checksum({"config": saved["config"], "seeds": [0, 1], "member": 1,
+                              "nets": {}}), old_dir / "policy.pt")
+    assert main(["rollout", str(old_dir), "-o", str(tmp_path / "old.png")]) == 2
+    assert "policy format 1; this hflow reads formats 2 and 3" in capsys.readouterr().err
+    fig = rollout_figure(cfg, runs)  # every title and the legend inside the picture
+    assert cut_off(fig) == [] and fig.legends
     assert main(["rollout", str(uninterrupted / "seed1"), "-o", str(tmp_path / "r.png")]) == 0
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "low miss" in capsys.readouterr().out

@@ -8,6 +8,9 @@ extras (the flow condition `cond` [K, B, c, z] and output `fdgm_output` [K, B, c
 A correction returns the relabelled goals clipped to the subgoal range and the same before
 clipping, [K, B, lo] each: how often a relabel leaves the range is a health metric.
 
+A correction is a function of its batch: HIRO's random candidates come in it, drawn by the loop
+with `draw` (the others draw nothing), so it can run inside a captured step.
+
 A correction sees the agent only through `LowLevelView`: the low-level policy, the low
 level's input and the two bounds; it does not import the agent.
 """
@@ -53,7 +56,10 @@ Relabel = tuple[torch.Tensor, torch.Tensor]  # (clipped, before clipping)
 
 
 class NoCorrection:
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
+    def draw(self, rng: MemberRNG, batch_size: int, goal_dim: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def __call__(self, low: LowLevelView, batch) -> Relabel:
         return batch["goal"], batch["goal"]
 
 
@@ -65,11 +71,14 @@ class HiroCorrection:
     def __init__(self, samples: int = 8, sigma: float = 0.5):
         self.samples, self.sigma = samples, sigma
 
-    def candidates(self, low: LowLevelView, states, goal, rng: MemberRNG) -> torch.Tensor:
+    def draw(self, rng: MemberRNG, batch_size: int, goal_dim: int) -> dict[str, torch.Tensor]:
+        """N(0, 1) for the sampled candidates, [K, B, samples, lo]."""
+        return {"candidate_noise": rng.normal(batch_size, self.samples, goal_dim)}
+
+    def candidates(self, low: LowLevelView, states, goal, noise) -> torch.Tensor:
         """[K, B, n, lo], before clipping to the subgoal range."""
         s = low.subgoal_part(states)
         delta = s[:, :, -1] - s[:, :, 0]  # [K, B, lo]
-        noise = rng.normal(goal.shape[1], self.samples, goal.shape[2]).to(goal.device)
         sampled = delta.unsqueeze(2) + noise * self.sigma * low.subgoal_bound
         return torch.cat([goal.unsqueeze(2), delta.unsqueeze(2), sampled], dim=2)
 
@@ -83,9 +92,9 @@ class HiroCorrection:
         return -0.5 * diff.square_().sum(dim=(-1, -2))  # [K, B, n]
 
     @torch.no_grad()
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
+    def __call__(self, low: LowLevelView, batch) -> Relabel:
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
-        raw = self.candidates(low, states, goal, rng)
+        raw = self.candidates(low, states, goal, batch["candidate_noise"])
         cands = clip_to_bound(raw, low.subgoal_bound)
         best = self.score(low, states, actions, cands).argmax(dim=-1)  # [K, B]
         index = best[..., None, None].expand(-1, -1, 1, goal.shape[-1])
@@ -114,8 +123,11 @@ class FlowInverseCorrection:
         assert rest in ("keep", "delta_s") and outside in ("clip", "keep")
         self.inverse, self.reduce, self.rest, self.outside = inverse, reduce, rest, outside
 
+    def draw(self, rng: MemberRNG, batch_size: int, goal_dim: int) -> dict[str, torch.Tensor]:
+        return {}
+
     @torch.no_grad()
-    def __call__(self, low: LowLevelView, batch, rng: MemberRNG) -> Relabel:
+    def __call__(self, low: LowLevelView, batch) -> Relabel:
         actor = low.low_actor
         states, actions, goal = batch["states"], batch["actions"], batch["goal"]
         steps = 1 if self.reduce == "first" else actions.shape[2]

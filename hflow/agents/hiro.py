@@ -15,10 +15,23 @@ from torch import nn
 from hflow.agents.corrections import build_correction
 from hflow.agents.flow_actor import FlowActor
 from hflow.agents.td3 import TD3
+from hflow.bounds import clip_to_bound
 from hflow.config import RunConfig
 from hflow.envs import GoalSpace, TaskSpec
 from hflow.nets import MemberMLP, TwinCritic
 from hflow.seeding import MemberRNG
+
+
+def draw_exploration(rng: MemberRNG, size: int) -> torch.Tensor:
+    """N(0, 1) exploration noise for one step of every member, [K, 1, size]."""
+    return rng.normal(1, size)
+
+
+def explore(value: torch.Tensor, noise: torch.Tensor, sigma: float,
+            bound: torch.Tensor) -> torch.Tensor:
+    """Gaussian exploration (HIRO): value + sigma * noise, clipped to +-bound."""
+    return clip_to_bound(value + sigma * noise, bound)
+
 
 # A round trip g -> a_rnvp -> g~ that misses g by this much in some element counts as a miss.
 ROUND_TRIP_TOLERANCE = 1e-3
@@ -70,7 +83,8 @@ class HierarchicalAgent(nn.Module):
         high_obs = self.obs_dim + self.hi_dim
         self.high = TD3(MLPActor(K, high_obs, self.lo_dim, cfg.high.actor, subgoal_bound, rng),
                         TwinCritic(K, high_obs, self.lo_dim, cfg.high.critic, rng,
-                                   cfg.td3.critic_action_input), cfg.td3)
+                                   cfg.td3.critic_action_input), cfg.td3,
+                        cfg.high.reward_scale)
         low_obs = self.obs_dim + self.lo_dim
         if cfg.low.policy == "flow":
             low_actor = FlowActor(K, self.obs_dim, self.lo_dim, self.action_dim, action_bound,
@@ -78,7 +92,8 @@ class HierarchicalAgent(nn.Module):
         else:
             low_actor = MLPActor(K, low_obs, self.action_dim, cfg.low.actor, action_bound, rng)
         self.low = TD3(low_actor, TwinCritic(K, low_obs, self.action_dim, cfg.low.critic, rng,
-                                             cfg.td3.critic_action_input), cfg.td3)
+                                             cfg.td3.critic_action_input), cfg.td3,
+                       cfg.low.reward_scale)
         self.correction = build_correction(cfg.hierarchy.correction, cfg)
         xy_mask = torch.ones(self.obs_dim)
         zero_xy = task.robot.zero_xy if cfg.low.zero_xy is None else cfg.low.zero_xy
@@ -112,7 +127,7 @@ class HierarchicalAgent(nn.Module):
     def high_input(self, states, target):
         return torch.cat([states, target], dim=-1)
 
-    # -- acting (no exploration noise here: the loop adds it, inside the captured step) ------
+    # -- acting: noise-free here; the loop's steps add exploration noise it drew (explore_*)
     @torch.no_grad()
     def act_high(self, states, target):
         return self.high.actor(self.high_input(states, target))
@@ -121,25 +136,27 @@ class HierarchicalAgent(nn.Module):
     def act_low(self, states, goal):
         return self.low.actor.act(self.low_input(states, goal))
 
-    # -- learning ----------------------------------------------------------------------------
-    # (`phase`: see TD3.update; given, an update changes no host state and can be captured)
-    def update_low(self, batch: dict, noise_rng: MemberRNG,
-                   phase: int | None = None) -> dict[str, torch.Tensor]:
-        obs = self.low_input(batch["state"], batch["goal"])
-        next_obs = self.low_input(batch["next_state"], batch["next_goal"])
-        return self.low.update(obs, batch["action"], batch["reward"], next_obs, noise_rng,
-                               reward_scale=self.cfg.low.reward_scale, phase=phase)
+    def explore_high(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """inputs: state, target and `noise` (draw_exploration) -> the next goal."""
+        goal = self.act_high(inputs["state"], inputs["target"])
+        return {"goal": explore(goal, inputs["noise"], self.cfg.high.explore_sigma,
+                                self.subgoal_bound)}
 
-    def update_high(self, batch: dict, noise_rng: MemberRNG, correction_rng: MemberRNG,
-                    phase: int | None = None) -> dict[str, torch.Tensor]:
-        goal, unclipped = self.correction(self, batch, correction_rng)
+    def explore_low(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """inputs: state, goal and `noise` -> the action and what the segment stores."""
+        action, extras = self.act_low(inputs["state"], inputs["goal"])
+        return {"action": explore(action, inputs["noise"], self.cfg.low.explore_sigma,
+                                  self.action_bound), **extras}
+
+    # -- learning: each level is a TD3 whose steps the loop runs (hflow.agents.td3); the low
+    # level's replay holds what its TD3 takes; the high level's critic step relabels first
+    def high_critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """batch: sampled segments, TD3's target noise and the correction's draws. The
+        segments' goals are relabelled for today's low level, then the high critic learns
+        with the relabelled goal as its action; the relabel's health is logged beside."""
+        goal, unclipped = self.correction(self, batch)
         health = self.relabel_health(batch, goal, unclipped)  # before the update changes mu_lo
-        states, target = batch["states"], batch["target"]
-        losses = self.high.update(self.high_input(states[:, :, 0], target), goal,
-                                  batch["reward"], self.high_input(states[:, :, -1], target),
-                                  noise_rng, reward_scale=self.cfg.high.reward_scale,
-                                  discount=batch["discount"], phase=phase)
-        return {**losses, **health}
+        return {**self.high.critic_step({**batch, "action": goal}), **health}
 
     @torch.no_grad()
     def relabel_health(self, batch: dict, goal: torch.Tensor,
@@ -176,9 +193,9 @@ class HierarchicalAgent(nn.Module):
     def replay_fields(self) -> tuple[dict, dict]:
         """Field shapes of the low-level and high-level replay buffers."""
         o, lo, a, c = self.obs_dim, self.lo_dim, self.action_dim, self.cfg.hierarchy.c
-        low = {"state": (o,), "goal": (lo,), "action": (a,), "reward": (1,),
-               "next_state": (o,), "next_goal": (lo,)}
+        low = {"obs": (o + lo,), "action": (a,), "reward": (1,), "next_obs": (o + lo,)}
         high = {"states": (c + 1, o), "actions": (c, a), "goal": (lo,),
-                "target": (self.hi_dim,), "reward": (1,), "discount": (1,)}
+                "target": (self.hi_dim,), "reward": (1,), "discount": (1,),
+                "obs": (o + self.hi_dim,), "next_obs": (o + self.hi_dim,)}
         high.update({k: (c, *shape) for k, shape in self.low.actor.extras_shapes().items()})
         return low, high

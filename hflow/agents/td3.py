@@ -12,6 +12,7 @@ hence its Adam steps, are its own.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +20,13 @@ from torch import nn
 
 from hflow.config import TD3Config
 from hflow.nets import TwinCritic
-from hflow.optim import Adam
 from hflow.seeding import MemberRNG
+
+
+def draw_target_noise(rng: MemberRNG, batch_size: int, action_dim: int) -> torch.Tensor:
+    """N(0, 1) per sample and action element, [K, B, a]: TD3's target-policy smoothing noise
+    before its scale and clip (critic_step applies both)."""
+    return rng.normal(batch_size, action_dim)
 
 
 def member_sum(per_sample: torch.Tensor) -> torch.Tensor:
@@ -33,9 +39,10 @@ def per_member(per_sample: torch.Tensor) -> torch.Tensor:
 
 
 class TD3(nn.Module):
-    def __init__(self, actor: nn.Module, critic: TwinCritic, cfg: TD3Config):
+    def __init__(self, actor: nn.Module, critic: TwinCritic, cfg: TD3Config,
+                 reward_scale: float = 1.0):
         super().__init__()
-        self.actor, self.critic, self.cfg = actor, critic, cfg
+        self.actor, self.critic, self.cfg, self.reward_scale = actor, critic, cfg, reward_scale
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         self.actor_params = list(actor.parameters())
@@ -65,57 +72,68 @@ class TD3(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.updates = state["updates"]
 
-    def update(self, obs, action, reward, next_obs, noise_rng: MemberRNG,
-               reward_scale: float = 1.0, discount: torch.Tensor | None = None,
-               phase: int | None = None) -> dict[str, torch.Tensor]:
-        """One TD3 step on a batch ([K, B, ...] each); `discount` (0 or 1 per transition)
-        multiplies gamma where given. Returns per-member losses [K]
-        ('actor' only on the steps where the delayed actor update runs).
-
-        `phase` is the update's place in the policy-delay cycle. Left out, this update is
-        counted and takes the next phase; given (from `next_phase()`), the step changes no
-        host state, so it can run as a captured graph (hflow.graphs)."""
+    # -- one update, as two steps the loop runs in turn (each a function of its batch alone,
+    # so either can be replayed as a CUDA graph): the critic's, then, per the policy delay,
+    # the actor's with the target networks', HIRO's momentum-only step, or nothing.
+    def critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """batch: obs, action, reward, next_obs [K, B, ...], the target-policy noise `noise`
+        (draw_target_noise) and optionally `discount` (0 or 1 per transition, times gamma).
+        Returns the per-member critic loss [K]."""
         cfg = self.cfg
-        if phase is None:
-            phase = self.next_phase()
+        obs, action, next_obs = batch["obs"], batch["action"], batch["next_obs"]
         with torch.no_grad():
-            noise = (noise_rng.normal(*action.shape[1:]) * cfg.target_noise).clamp(
-                -cfg.target_noise_clip, cfg.target_noise_clip)
+            noise = (batch["noise"] * cfg.target_noise).clamp(-cfg.target_noise_clip,
+                                                              cfg.target_noise_clip)
             next_action = self.actor_target(next_obs) + noise
             q_next = self.critic_target(next_obs, next_action).min(dim=0).values
-            if discount is not None:  # [K, B, 1]: 0 where the transition ends an episode
-                q_next = discount * q_next
-            target = reward_scale * reward + cfg.gamma * q_next
+            if "discount" in batch:  # [K, B, 1]: 0 where the transition ends an episode
+                q_next = batch["discount"] * q_next
+            target = self.reward_scale * batch["reward"] + cfg.gamma * q_next
         q = self.critic(obs, action)
         td = F.huber_loss(q, target.expand_as(q), reduction="none", delta=cfg.huber_delta)
         critic_loss = td.sum(dim=0)  # Q1 + Q2, per member and sample
         self.critic_opt.step(torch.autograd.grad(member_sum(critic_loss), self.critic_params))
+        return {"critic": per_member(critic_loss)}
 
-        losses = {"critic": per_member(critic_loss)}
-        if phase and cfg.policy_delay_mode == "zero_loss":
-            # HIRO: loss * 0 gives zero gradients; the Adam step runs on its moments alone.
-            self.actor_opt.step(self.zero_grads)
-        elif phase == 0:
-            action, extra = self.actor.act_for_loss(obs) if self.actor_has_loss_terms \
-                else (self.actor(obs), None)
-            actor_loss = -self.critic(obs, action, heads=1)[0]
-            if extra is not None:  # e.g. the flow's pre-squash penalty (hflow.agents.flow_actor)
-                actor_loss = actor_loss + extra
-            # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
-            self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
-            losses["actor"] = per_member(actor_loss)
-            with torch.no_grad():
-                for target_net, net in ((self.actor_target, self.actor),
-                                        (self.critic_target, self.critic)):
-                    torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()),
-                                         cfg.tau)
-        return losses
+    def actor_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The delayed step: the actor on -Q (plus the actor's own loss terms), then the
+        soft target updates. Returns the per-member actor loss [K]."""
+        obs = batch["obs"]
+        action, extra = self.actor.act_for_loss(obs) if self.actor_has_loss_terms \
+            else (self.actor(obs), None)
+        actor_loss = -self.critic(obs, action, heads=1)[0]
+        if extra is not None:  # e.g. the flow's pre-squash penalty (hflow.agents.flow_actor)
+            actor_loss = actor_loss + extra
+        # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
+        self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
+        with torch.no_grad():
+            for target_net, net in ((self.actor_target, self.actor),
+                                    (self.critic_target, self.critic)):
+                torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()),
+                                     self.cfg.tau)
+        return {"actor": per_member(actor_loss)}
 
-    def next_phase(self) -> int:
-        """Counts an update; returns its place in the policy-delay cycle (0: the actor's)."""
+    def coast_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """HIRO's off-delay step: its loss * 0 gives zero gradients, and the Adam step runs
+        on the moments alone."""
+        self.actor_opt.step(self.zero_grads)
+        return {}
+
+    def delayed_step(self) -> Callable[[dict], dict] | None:
+        """Counts an update (a host int) and returns what follows its critic step: the actor
+        step every `policy_delay` updates, else HIRO's coast step ('zero_loss') or nothing
+        ('skip')."""
         phase = self.updates % self.cfg.policy_delay
         self.updates += 1
-        return phase
+        if phase == 0:
+            return self.actor_step
+        return self.coast_step if self.cfg.policy_delay_mode == "zero_loss" else None
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Both steps, eagerly (tests and tools; the training loop runs them one by one)."""
+        losses = self.critic_step(batch)
+        delayed = self.delayed_step()
+        return losses if delayed is None else {**losses, **delayed(batch)}
 
     def optimizer_state(self) -> dict:
         return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
@@ -123,3 +141,52 @@ class TD3(nn.Module):
     def load_optimizer_state(self, state: dict) -> None:
         self.actor_opt.load_state_dict(state["actor"])
         self.critic_opt.load_state_dict(state["critic"])
+
+
+class Adam:
+    """Adam as `torch.optim.Adam(fused=True)` computes it (bitwise: tests/test_nets.py), through
+    the same fused kernel, with its moments in plain lists and the gradients passed in (no
+    `.grad` kept or zeroed). Why not torch.optim.Adam: its per-step Python bookkeeping
+    (parameter groups, state look-ups, checks) cost 1.8-2.2x this class's time per
+    step on paper-size networks here (benchmarks/adam_overhead.py). `torch._fused_adam_` is
+    private: pyproject pins the torch range it was run with."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.step_count = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+
+    def apply(self, fn, params: list) -> None:
+        """Applies a module conversion (`nn.Module._apply`'s fn: device, dtype) to the state
+        and rebinds the parameters (a conversion may replace them)."""
+        self.params = list(params)
+        self.exp_avg = [fn(t) for t in self.exp_avg]
+        self.exp_avg_sq = [fn(t) for t in self.exp_avg_sq]
+        self.step_count = fn(self.step_count)
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
+        self.step_count += 1
+        torch._fused_adam_(self.params, list(grads), self.exp_avg, self.exp_avg_sq, [],
+                           [self.step_count] * len(self.params), lr=self.lr,
+                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0,
+                           eps=self.eps, amsgrad=False, maximize=False)
+
+    def state_dict(self) -> dict:
+        return {"exp_avg": [t.cpu() for t in self.exp_avg],
+                "exp_avg_sq": [t.cpu() for t in self.exp_avg_sq],
+                "step": self.step_count.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for mine, saved in ((self.exp_avg, state["exp_avg"]),
+                                (self.exp_avg_sq, state["exp_avg_sq"])):
+                if len(saved) != len(mine) or any(a.shape != b.shape
+                                                  for a, b in zip(mine, saved)):
+                    raise ValueError("optimizer state does not match the network's parameters")
+                for a, b in zip(mine, saved):
+                    a.copy_(b)
+            self.step_count.copy_(state["step"])

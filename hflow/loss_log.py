@@ -38,6 +38,11 @@ class LossLog:
         rows[len(steps)].copy_(values.detach())
         steps.append(step)
 
+    def record_update(self, level: str, losses: dict[str, torch.Tensor], step: int) -> None:
+        """One update's per-member losses of one level ('low', 'high'), as `<level>_<name>`."""
+        for name, values in losses.items():
+            self.record(f"{level}_{name}", values, step)
+
     def check(self, seeds: list[int]) -> None:
         for name, steps in self.steps.items():
             if not steps:
