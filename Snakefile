@@ -44,8 +44,8 @@ onstart:
 
 rule all:
     input:
-        figures=expand(f"{FIGURES}/{{fig}}.pdf", fig=list(config["figures"])),
-        table=[f"{FIGURES}/table2.md", f"{FIGURES}/table2.tex"],
+        figures=expand(f"{FIGURES}/{FIGURE_FILES[0]}", fig=list(config["figures"])),
+        table=[f"{FIGURES}/{name}" for name in TABLE_FILES[:2]],
     default_target: True
 
 

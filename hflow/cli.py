@@ -67,17 +67,7 @@ def _cmd_train(args) -> int:
         except ValueError:
             raise HflowError(f"--seeds expects integers separated by commas, got "
                              f"{args.seeds!r}") from None
-    options = {}
-    if args.options is not None:
-        import json
-
-        try:
-            options = json.loads(args.options)
-        except json.JSONDecodeError as err:
-            raise HflowError(f"--options is not valid JSON: {err}") from None
-        if not isinstance(options, dict):
-            raise HflowError(f"--options must be a JSON object of config keys, got "
-                             f"{args.options!r}")
+    options = {} if args.options is None else _json_arg("--options", args.options, dict)
     flags = {"task.name": args.task, "task.hi": args.hi, "task.lo": args.lo,
              "train.seeds": seeds, "train.steps": args.steps, "train.device": args.device}
     options.update({k: v for k, v in flags.items() if v is not None})
@@ -100,15 +90,12 @@ def _cmd_train(args) -> int:
 
 def _cmd_plan(args) -> int:
 
-    from hflow.grid import plan_text, read_grid_file, validate_grid
+    from hflow.grid import plan_text, read_grid_file, target_figures, validate_grid
 
     path = Path(args.configfile)
     config = read_grid_file(path)
     validate_grid(config, f"config file {path}")  # exactly what the workflow checks
-    # A target may be a figure's name or its output path (figures/fig3.pdf).
-    figures = [Path(t).stem if t not in ("all",) else t for t in args.targets] or None
-    if figures and "table2" in figures:
-        figures = [f for f in figures if f != "table2"] + ["all"]
+    figures = target_figures(config, args.targets)  # the targets as Snakemake names them
     print(f"{path}: {len(config['seeds'])} seeds, {config['steps']:,} env steps per seed")
     print(plan_text(config, figures))
     return 0
@@ -161,15 +148,25 @@ def _read_summary(path):
                          f"with `hflow aggregate`") from None
 
 
-def _cmd_figures(args) -> int:
+def _json_arg(flag: str, text: str, kind: type):
+    """A JSON argument (the workflow passes options, figure specs and the figures this way):
+    one line naming the flag when it is not JSON or not a `kind`."""
     import json
 
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise HflowError(f"{flag} is not valid JSON: {err}") from None
+    if not isinstance(value, kind):
+        raise HflowError(f"{flag} must be a JSON {'object' if kind is dict else kind.__name__}, "
+                         f"got {text[:80]!r}")
+    return value
+
+
+def _cmd_figures(args) -> int:
     from hflow.analysis.figures import check_spec, plot_figure
 
-    try:
-        spec = json.loads(args.spec)
-    except json.JSONDecodeError as err:
-        raise HflowError(f"--spec is not valid JSON: {err}") from None
+    spec = _json_arg("--spec", args.spec, dict)
     check_spec(spec)  # before the summary is read: a bad spec is the first thing said
     for path in plot_figure(_read_summary(args.summary), spec, args.output):
         print(path)
@@ -177,14 +174,9 @@ def _cmd_figures(args) -> int:
 
 
 def _cmd_tables(args) -> int:
-    import json
-
     from hflow.analysis.tables import write_table2
 
-    try:
-        figures = json.loads(args.figures)
-    except json.JSONDecodeError as err:
-        raise HflowError(f"--figures is not valid JSON: {err}") from None
+    figures = _json_arg("--figures", args.figures, dict)
     write_table2(_read_summary(args.summary), figures, args.md, args.tex, args.html)
     for path in (args.md, args.tex, args.html):
         if path:
@@ -213,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train K seeds of one configuration in lockstep",
         description="Train one model on one task for several seeds at once. Rerunning the same "
                     "command resumes from the newest checkpoint in the state directory.")
-    tr.add_argument("--model", help="preset: hiro, lsp, lsp_corrected, ma, ours, ours_alg2, "
-                                    "ours_goal_conditioned (see `hflow models`)")
+    tr.add_argument("--model", help="a preset, e.g. hiro or ours (all of them: `hflow models`)")
     tr.add_argument("--task", help="e.g. AntPushSingle (see `hflow envs`)")
     tr.add_argument("--hi", type=int, help="target dims (default: the task's own)")
     tr.add_argument("--lo", type=int, help="subgoal dims (default: the robot's full tuple)")

@@ -18,12 +18,16 @@ import yaml
 
 from hflow.agents.registry import get_preset
 from hflow.config import ConfigError, parse_set
+from hflow.envs.tasks import TASKS
 from hflow.resolve import resolve
 
-# Keys each job's options take from the grid itself; `set:` may not override them.
-GRID_KEYS = ("model", "task.name", "task.hi", "task.lo", "train.seeds", "train.steps",
-             "train.device", "train.eval_every", "train.eval_episodes", "train.torch_threads",
-             "train.env_threads")
+# The workflow's names, one source for the Snakefile's patterns, the schema and `hflow plan`:
+# a run's directory under each root (runs/, state/, logs/, jobs/), Snakemake's {task}
+# wildcard (exactly the task registry's names), and what the analysis rules write.
+RUN_DIR = "{task}/{model}_{hi}_{lo}"
+TASK_PATTERN = "|".join(TASKS)
+FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png")
+TABLE_FILES = ("table2.md", "table2.tex", "table2.html")
 
 # Seconds per env step and member, measured by benchmarks/train_throughput.py (paper-size
 # nets, AntPush, both levels updating, one torch thread) on the 2-core CI machine; see the
@@ -52,6 +56,19 @@ class Run:
     @property
     def name(self) -> str:
         return f"{self.task} {self.model} hi={self.hi} lo={self.lo}"
+
+
+def run_dir(root: str, run: Run | None = None) -> str:
+    """A run's directory under `root`; without a run, the pattern with Snakemake's wildcards."""
+    if run is None:
+        return f"{root}/{RUN_DIR}"
+    return f"{root}/" + RUN_DIR.format(task=run.task, model=run.model, hi=run.hi, lo=run.lo)
+
+
+def metrics_paths(config: dict, runs: list[Run]) -> list[str]:
+    """Each run's metrics.csv, per seed: the training jobs' outputs, the summaries' inputs."""
+    return [f"{run_dir(config['out'] + '/runs', r)}/seed{seed}/metrics.csv"
+            for r in runs for seed in config["seeds"]]
 
 
 def figure_runs(config: dict, figure: str) -> list[Run]:
@@ -86,6 +103,7 @@ def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
         "train.torch_threads": config["resources"]["threads"],
         "train.env_threads": config["resources"]["threads"],  # a job's cores step its envs
     }
+    grid_keys = tuple(options)  # the grid decides these; `set:` may not override them
     extra = list(config.get("set", []))
     if get_preset(run.model).fdgm:
         extra += list(config.get("flow_set", []))
@@ -96,9 +114,9 @@ def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
             raise ConfigError(f"set: {given[key]!r} and {entry!r} both set '{key}'; give it "
                               f"once")
         given[key] = entry
-        if key in GRID_KEYS:
+        if key in grid_keys:
             raise ConfigError(f"set: {entry!r} overrides '{key}', which the grid decides "
-                              f"(grid keys: {', '.join(GRID_KEYS)}); change it in the grid "
+                              f"(grid keys: {', '.join(grid_keys)}); change it in the grid "
                               f"config's own keys or figures instead")
         options[key] = value
     return options
@@ -184,6 +202,33 @@ def seconds_per_step(model: str) -> float:
 def gpu_seconds_per_step(model: str) -> float:
     """GPU seconds per member env step with GPU_JOBS jobs sharing the GPU."""
     return 1 / GPU_MEMBER_STEPS_PER_S.get(model, GPU_MEMBER_STEPS_PER_S["ours"])
+
+
+def target_figures(config: dict, targets: list[str]) -> list[str] | None:
+    """What `snakemake TARGET ...` would build, as figure names for `plan` ('all' for the
+    table, which aggregates every run): a target is a rule (all, runs, table2), a figure's
+    name, or a file the analysis rules write (a figure, the table, a summary)."""
+    if not targets or {"all", "runs"} & set(targets):
+        return None
+    figures_dir, out = config["figures_dir"].rstrip("/"), config["out"].rstrip("/")
+    by_file = {f"{figures_dir}/{pattern.format(fig=fig)}": fig
+               for fig in config["figures"] for pattern in FIGURE_FILES}
+    by_file.update({f"{figures_dir}/{name}": "all" for name in TABLE_FILES})
+    by_file.update({f"{out}/summary/{name}.parquet": name for name in [*config["figures"], "all"]})
+    names = []
+    for target in targets:
+        if target in config["figures"]:
+            names.append(target)
+        elif target == "table2":
+            names.append("all")
+        elif target.rstrip("/") in by_file:
+            names.append(by_file[target.rstrip("/")])
+        else:
+            raise ConfigError(f"target {target!r} is not a figure of this config "
+                              f"({', '.join(config['figures'])}), all, runs, table2, or a file "
+                              f"the workflow writes (e.g. {figures_dir}/"
+                              f"{FIGURE_FILES[0].format(fig=next(iter(config['figures'])))})")
+    return list(dict.fromkeys(names))
 
 
 def plan(config: dict, figures: list[str] | None = None) -> list[dict]:

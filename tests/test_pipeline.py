@@ -147,6 +147,39 @@ def test_plan_prints_the_cost_per_figure():
     assert "H200-hours" in out and "measured by a reviewer" in out
 
 
+def test_the_workflow_takes_its_names_from_one_place():
+    """The task names, a run's directory, the grid's own keys and the analysis outputs are
+    written once (hflow.grid, from the task registry and job_options): not again in the
+    rules, the schema or `hflow plan`."""
+    from hflow.config import ConfigError
+    from hflow.envs.tasks import TASKS
+    from hflow.grid import RUN_DIR, TASK_PATTERN, Run, job_options, target_figures
+
+    rules = (ROOT / "Snakefile").read_text() + "".join(
+        p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    schema = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    for text in (rules, schema):
+        assert "Maze|Push|Fall" not in text and "Single|Multi" not in text
+    assert "_{hi}_{lo}" not in rules.replace("{{", "{").replace("}}", "}")
+    assert '/table2.md"' not in rules and '{{fig}}.pdf"' not in rules  # grid.*_FILES
+    assert all(re.fullmatch(TASK_PATTERN, t) for t in TASKS) and RUN_DIR.count("{") == 4
+    assert not re.fullmatch(TASK_PATTERN, "AntMazeDouble")
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    bare = {**config, "set": [], "flow_set": []}
+    options = job_options(bare, Run("BallPushSingle", "hiro", 3, 3), [0, 1])
+    assert {"model", "task.name", "train.seeds", "train.steps"} <= set(options)
+    for key, value in options.items():  # every key the grid gives a job is locked
+        with pytest.raises(ConfigError, match=f"overrides '{re.escape(key)}'"):
+            job_options({**config, "set": [f"{key}={json.dumps(value)}"]},
+                        Run("BallPushSingle", "hiro", 3, 3), [0, 1])
+    figures = config["figures_dir"]
+    assert target_figures(config, [f"{figures}/fig3_success.png", "fig5",
+                                   f"{figures}/table2.tex"]) == ["fig3", "fig5", "all"]
+    assert target_figures(config, ["all"]) is None
+    with pytest.raises(ConfigError, match="not a figure of this config"):
+        target_figures(config, [f"{figures}/fig6.pdf"])
+
+
 def test_group_size_splits_seeds_into_jobs():
     out = sh(["snakemake", "-n", "runs", "--config", "group_size=2"], ROOT).stdout
     counts = job_counts(out)

@@ -21,19 +21,19 @@ rule figure:
         f"{OUT}/summary/{{fig}}.parquet",
     output:
         pdf=report(
-            f"{FIGURES}/{{fig}}.pdf",
+            f"{FIGURES}/{FIGURE_FILES[0]}",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}", "page": "PDF (reward, success)"},
         ),
         png=report(
-            f"{FIGURES}/{{fig}}.png",
+            f"{FIGURES}/{FIGURE_FILES[1]}",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}", "page": "average reward"},
         ),
         success_png=report(
-            f"{FIGURES}/{{fig}}_success.png",
+            f"{FIGURES}/{FIGURE_FILES[2]}",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{fig}", "page": "success rate"},
@@ -53,10 +53,10 @@ rule table2:
     input:
         f"{OUT}/summary/all.parquet",
     output:
-        md=f"{FIGURES}/table2.md",
-        tex=f"{FIGURES}/table2.tex",
+        md=f"{FIGURES}/{TABLE_FILES[0]}",
+        tex=f"{FIGURES}/{TABLE_FILES[1]}",
         html=report(
-            f"{FIGURES}/table2.html",
+            f"{FIGURES}/{TABLE_FILES[2]}",
             caption="../report/table2.rst",
             category="Tables",
             labels={"table": "Table II and results"},

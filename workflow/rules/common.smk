@@ -5,11 +5,16 @@ import json
 import sys
 
 from hflow.grid import (
+    FIGURE_FILES,
+    TABLE_FILES,
+    TASK_PATTERN,
     Run,
     figure_runs,
     grid_runs,
     job_options,
+    metrics_paths,
     plan,
+    run_dir,
     seed_groups,
     validate_grid,
 )
@@ -18,12 +23,12 @@ OUT = config["out"]
 FIGURES = config["figures_dir"]
 SEEDS = config["seeds"]
 SEED_GROUPS = seed_groups(config)
-RUN = f"{OUT}/runs/{{task}}/{{model}}_{{hi}}_{{lo}}"
+RUN = run_dir(f"{OUT}/runs")
 ENV = "../envs/hflow.yaml"
 
 
 wildcard_constraints:
-    task="(Ant|Point|Ball)(Maze|Push|Fall)(Single|Multi)",
+    task=TASK_PATTERN,
     model="[a-z][a-z0-9_]*",
     hi="[0-9]+",
     lo="[0-9]+",
@@ -35,11 +40,7 @@ validate_grid(config)  # the same checks as `hflow plan`; a bad grid stops here,
 
 
 def metrics_of(runs):
-    return [
-        f"{OUT}/runs/{r.task}/{r.model}_{r.hi}_{r.lo}/seed{seed}/metrics.csv"
-        for r in runs
-        for seed in SEEDS
-    ]
+    return metrics_paths(config, runs)
 
 
 def summary_inputs(wc):

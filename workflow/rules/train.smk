@@ -26,13 +26,13 @@ for _seeds in SEED_GROUPS:
             options=lambda wc, _seeds=_seeds: json.dumps(
                 job_options(config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds)
             ),
-            job_config=f"{OUT}/jobs/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}.yaml",
+            job_config=f"{run_dir(f'{OUT}/jobs')}/seeds-{_group}.yaml",
             out=RUN,
-            state=f"{OUT}/state/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}",
+            state=f"{run_dir(f'{OUT}/state')}/seeds-{_group}",
         conda:
             ENV
         log:
-            f"{OUT}/logs/{{task}}/{{model}}_{{hi}}_{{lo}}/seeds-{_group}.log",
+            f"{run_dir(f'{OUT}/logs')}/seeds-{_group}.log",
         threads: config["resources"]["threads"]
         resources:
             mem_mb=config["resources"]["mem_mb"],
