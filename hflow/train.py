@@ -321,8 +321,9 @@ class Trainer:
             batch = {**self.low_buffer.sample(B, self.rng["replay_lo"]),
                      "noise": draw_target_noise(self.rng["noise_lo"], B, self.agent.action_dim)}
             losses = self.graphs("low_critic_step", low.critic_step, batch)
-            if (delayed := low.delayed_step()) is not None:
-                losses.update(self.graphs(f"low_{delayed.__name__}", delayed, batch))
+            if (delayed := low.delayed_step()) is not None:  # it reads the states only
+                losses.update(self.graphs(f"low_{delayed.__name__}", delayed,
+                                          {"obs": batch["obs"]}))
             self.loss_log.record_update("low", losses, self.step)
         if self.step % cfg.high.update_every == 0 and len(self.high_buffer) >= B:
             batch = {**self.high_buffer.sample(B, self.rng["replay_hi"]),
@@ -330,7 +331,8 @@ class Trainer:
                      **self.agent.correction.draw(self.rng["correction"], B, self.agent.lo_dim)}
             losses = self.graphs("high_critic_step", self.agent.high_critic_step, batch)
             if (delayed := high.delayed_step()) is not None:
-                losses.update(self.graphs(f"high_{delayed.__name__}", delayed, batch))
+                losses.update(self.graphs(f"high_{delayed.__name__}", delayed,
+                                          {"obs": batch["obs"]}))
             self.loss_log.record_update("high", losses, self.step)
 
     def _begin_episode(self) -> None:

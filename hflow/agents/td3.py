@@ -96,8 +96,8 @@ class TD3(nn.Module):
         return {"critic": per_member(critic_loss)}
 
     def actor_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The delayed step: the actor on -Q (plus the actor's own loss terms), then the
-        soft target updates. Returns the per-member actor loss [K]."""
+        """The delayed step on batch["obs"]: the actor on -Q (plus the actor's own loss
+        terms), then the soft target updates. Returns the per-member actor loss [K]."""
         obs = batch["obs"]
         action, extra = self.actor.act_for_loss(obs) if self.actor_has_loss_terms \
             else (self.actor(obs), None)
