@@ -39,6 +39,10 @@ The relabelling change (a_rnvp stored, log-density and pre-squash terms in L_rnv
 relabel health on every high-level update) against fa5e1ef, paper-size K=1 `--steps 100
 --repeats 2`, on a 2-core AMD EPYC shared with a test run (noisy): hiro 0.90x, ours 0.73x
 (ours: low-level update 14.2 -> 16.3 ms/step, high-level update 0.8 -> 1.8, acting 2.2 -> 2.8).
+
+The update-path reshaping (steps as functions of their batch, TD3 split into critic and
+delayed steps; 6dbbef2) against 16bab1d, paper-size K=1 `--steps 100 --repeats 2`, on a 2-core
+AMD EPYC with a CI run beside it (noisy): hiro 1.01x, ours 1.01x.
 """
 
 from __future__ import annotations
