@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from hflow.resolve import resolve
-from hflow.train import Trainer
+from hflow.run import Run
 
 
 def main() -> None:
@@ -41,12 +41,12 @@ def main() -> None:
                                        "train.seeds": [int(s) for s in args.seeds.split(",")]},
                   sets=sets)
     start = time.time()
-    trainer = Trainer(cfg, args.out)
-    trainer.run()
+    run = Run(cfg, args.out)
+    run.run()
     minutes = (time.time() - start) / 60
-    steps = [r["step"] for r in trainer.metrics[0].rows]
-    success = np.mean([[r["eval_success"] for r in m.rows] for m in trainer.metrics], axis=0)
-    reward = np.mean([[r["eval_reward"] for r in m.rows] for m in trainer.metrics], axis=0)
+    steps = [r["step"] for r in run.metrics[0].rows]
+    success = np.mean([[r["eval_success"] for r in m.rows] for m in run.metrics], axis=0)
+    reward = np.mean([[r["eval_reward"] for r in m.rows] for m in run.metrics], axis=0)
     print(f"\n{args.model} on {args.task}, seeds {args.seeds}, nets {h}, {minutes:.1f} min")
     print(f"{'step':>8} {'success':>8} {'eval reward':>12}")
     for s, p, r in zip(steps, success, reward):

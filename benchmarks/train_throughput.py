@@ -98,6 +98,8 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
         from hflow.config import resolve
     from hflow.train import Trainer
 
+    def make_trainer(cfg, out):  # checkouts before hflow.run: the Trainer took the run's files
+        return Trainer(cfg, out, progress=False) if hasattr(Trainer, "run") else Trainer(cfg)
     # Checkouts before the rename spell the levels hi/lo (keys, attributes): measure those too.
     old = "high.actor" not in all_keys()
     high, low = ("hi", "lo") if old else ("high", "low")
@@ -115,7 +117,7 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
     cfg = resolve(model, options={"task.name": task, "train.seeds": list(range(members)),
                                   "train.device": device}, sets=sets)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(cfg, out, progress=False)
+        trainer = make_trainer(cfg, out)
         cuda = trainer.device.type == "cuda"
         sync = torch.cuda.synchronize if cuda else (lambda: None)
         for _ in range(fill + 20):  # past the warm-up: both levels update from here on

@@ -55,7 +55,7 @@ def _cmd_envs(args) -> int:
 def _cmd_train(args) -> int:
     from hflow.config import describe
     from hflow.resolve import resolve
-    from hflow.train import train
+    from hflow.run import train
 
     if args.help_config:
         print(describe())

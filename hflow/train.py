@@ -4,19 +4,16 @@ Per env step (`Trainer.advance`): the low level acts, the K envs step, the next 
 carried by h(s, g, s') or, at a segment's end, picked anew by the high level, the low-level
 transition is stored, a finished c-step segment goes to the high-level buffer, then the low
 level updates (every step) and the high level (every 10 steps) once the warm-up is over.
-Every `eval_every` steps: evaluate and append a metrics row per seed; every
-`checkpoint_every` steps (and at the end) also checkpoint. Rerunning the same command
-resumes from the newest readable checkpoint. Acting and the updates go through
-`self.graphs`, which on CUDA replays them as captured graphs (hflow.graphs).
+Acting and the updates go through `self.graphs`, which on CUDA replays them as captured
+graphs (hflow.graphs). The schedule around the loop (resume, evaluate, checkpoint) and the
+files are hflow.run.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,17 +21,13 @@ import torch
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent, draw_exploration
 from hflow.agents.td3 import draw_target_noise
-from hflow.checkpoint import CHECKPOINT_VERSION, CheckpointError
 from hflow.config import RunConfig
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
-from hflow.evaluate import EVAL_METRICS, evaluate, make_eval_envs, metric_names
 from hflow.graphs import StepGraphs
 from hflow.loss_log import LossLog
 from hflow.metrics import NonFiniteLossError
-from hflow.progress import Progress
 from hflow.replay import ReplayBuffer
-from hflow.run_files import RunFiles
 from hflow.seeding import BlockedRNG, stream_seed
 
 
@@ -109,11 +102,9 @@ class Segment:
 
 class Trainer:
     """K seeds of one configuration in lockstep: the loop (`advance`: act, step, store,
-    learn), its state (`state_dict`) and the run around it (`run`: resume, evaluate,
-    checkpoint; what is written where is hflow.run_files)."""
+    learn) and its state (`state_dict`)."""
 
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,
-                 progress: bool = True, graphs_mode: str | None = None):
+    def __init__(self, cfg: RunConfig, graphs_mode: str | None = None):
         """graphs_mode: overrides `train.capture`'s choice (the tests pass 'emulate': the CUDA
         graphs' buffers, warm-up and restore on the CPU, without a graph)."""
         self.cfg, self.seeds, self.K = cfg, list(cfg.train.seeds), len(cfg.train.seeds)
@@ -123,7 +114,6 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         self.task = get_task(cfg.task.name)
         self.goals = goal_space(self.task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
-        self.show_progress = progress
 
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
         # acting and the updates: eager, or recorded once and replayed as CUDA graphs
@@ -139,99 +129,23 @@ class Trainer:
                                  "explore_lo", "explore_hi", "warmup")}
         self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds],
                              cfg.train.env_threads)
-        self.eval_envs = make_eval_envs(cfg, self.seeds, self.goals, cfg.train.env_threads)
         self.loss_log = LossLog(self.K, self.device)
-        per_target = tuple(c for c in metric_names(self.goals) if c not in EVAL_METRICS)
-        self.files = RunFiles(cfg, out_dir, state_dir, {"goal_space": self.goals.to_dict(),
-                                                         "device": str(self.device)}, per_target)
         # the loop's state: set by each episode's start (`_begin_episode`) and segment
-        self.step, self.wall_offset = 0, 0.0
+        self.step = 0
         self.state = self.goal = self.target = torch.empty(0)
         self.segment = Segment(self.state, self.goal)
         self.episode_return = np.zeros(self.K)
         self.episode_returns: list[list[float]] = [[] for _ in self.seeds]
-        self.start_time = time.monotonic()
-        self.interval_start = (self.start_time, 0)
 
-    @property
-    def metrics(self):
-        return self.files.metrics
-
-    def seed_dir(self, seed: int) -> Path:
-        return self.files.seed_dir(seed)
-
-    # -- the run: resume, then advance, evaluating and checkpointing on schedule ----------------
-    def run(self) -> None:
-        """Trains to `train.steps`, resuming first; holds the run's lock throughout."""
-        cfg = self.cfg
-        with self.files.locked():
-            self.start_time = time.monotonic()
-            resumed = self.try_resume()
-            self.files.check_seed_dirs(resumed)
-            self.interval_start = (self.start_time, self.step)
-            self.files.write_records()
-            self.files.open_tensorboard(self.step if resumed else None)
-            label = f"{cfg.model} {self.task.name} hi={self.goals.hi} lo={self.goals.lo} " \
-                    f"seeds={','.join(map(str, self.seeds))}"
-            progress = Progress(cfg.train.steps, label) if self.show_progress else None
-            if not resumed:
-                self.evaluate_and_checkpoint(progress)
-            while self.step < cfg.train.steps:
-                self.advance()
-                if self.step % cfg.train.eval_every == 0 or self.step == cfg.train.steps:
-                    self.evaluate_and_checkpoint(progress)
-                elif progress is not None:
-                    progress.update(self.step)
-            if progress is not None:
-                progress.close()
-            agent = self.agent
-            self.files.write_policies({"high_actor": agent.high.actor, "low_actor": agent.low.actor,
-                                       "high_critic": agent.high.critic,
-                                       "low_critic": agent.low.critic}, self.step)
-
-    def try_resume(self) -> bool:
-        state = self.files.latest_checkpoint()
-        if state is None:
-            return False
-        try:
-            self.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise CheckpointError(
-                f"{state['_path']} does not fit this run ({type(err).__name__}: "
-                f"{str(err)[:300]}); delete {self.files.state_dir} to start over") from None
-        print(f"[hflow] resumed from {state['_path']} at step {self.step:,}", flush=True)
-        return True
-
-    def evaluate_and_checkpoint(self, progress: Progress | None) -> None:
-        self.loss_log.check(self.seeds)  # before anything is written: keep the last good state
-        results = evaluate(self.agent, self.eval_envs, self.seeds, self.cfg, self.device,
-                           self.goals)
-        now = time.monotonic()
-        t0, s0 = self.interval_start
-        sps = (self.step - s0) / (now - t0) if self.step > s0 and now > t0 else float("nan")
-        wall = self.wall_offset + (now - self.start_time)
-        losses = self.loss_log.means()
-        rows = [{"step": self.step, **{name: float(v[k]) for name, v in results.items()},
-                 "train_return": float(np.mean(r)) if (r := self.episode_returns[k]) else math.nan,
-                 **losses[k], "steps_per_s": sps, "wall_s": wall} for k in range(self.K)]
-        self.files.append_metrics(rows, self.loss_log)
-        self.loss_log.reset()
-        self.episode_returns = [[] for _ in self.seeds]
-        t = self.cfg.train
-        if self.step % (t.checkpoint_every or t.eval_every) == 0 or self.step == t.steps:
-            self.files.save_checkpoint(self.state_dict(), self.step)
-        if progress is not None:
-            note = (f"eval reward {np.mean(results['eval_reward']):.1f}, success "
-                    f"{np.mean(results['eval_success']):.2f}")
-            progress.update(self.step, note=note, force=True)
-        self.interval_start = (time.monotonic(), self.step)
+    def take_episode_returns(self) -> list[list[float]]:
+        """The returns of the episodes finished since the last call, per member."""
+        returns, self.episode_returns = self.episode_returns, [[] for _ in self.seeds]
+        return returns
 
     def state_dict(self) -> dict:
+        """The loop's state; a checkpoint adds the run's identity and metrics (hflow.run)."""
         return {
-            "version": CHECKPOINT_VERSION,
-            "config": self.cfg.to_dict(),
             "step": self.step,
-            "wall_s": self.wall_offset + (time.monotonic() - self.start_time),
             "agent": self.agent.state_dict(),
             "optim": {"high": self.agent.high.optimizer_state(),
                       "low": self.agent.low.optimizer_state()},
@@ -239,8 +153,6 @@ class Trainer:
             "rng": {k: v.state_dict() for k, v in self.rng.items()},
             "env_rng": self.envs.rng_states(),
             "losses": self.loss_log.state_dict(),
-            # The rows live here too: a workflow manager may delete a failed job's outputs.
-            "metrics": [m.rows for m in self.metrics],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -253,9 +165,7 @@ class Trainer:
             v.load_state_dict(state["rng"][k])
         self.envs.load_rng_states(state["env_rng"])
         self.loss_log.load_state_dict(state["losses"])
-        self.step, self.wall_offset = state["step"], state["wall_s"]
-        for m, rows in zip(self.metrics, state["metrics"], strict=True):
-            m.restore(rows)
+        self.step = state["step"]
 
     # -- the loop --------------------------------------------------------------------------------
     def advance(self) -> None:
@@ -372,9 +282,3 @@ class Trainer:
         host = torch.from_numpy(np.asarray(x, dtype=np.float32)).pin_memory()
         return host.to(self.device, non_blocking=True)
 
-
-def train(cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,
-          progress: bool = True) -> Trainer:
-    trainer = Trainer(cfg, out_dir, state_dir, progress)
-    trainer.run()
-    return trainer

@@ -1,6 +1,7 @@
 """Shared settings for CI-sized training runs (tiny networks, short episodes, few evals), as
 the fixtures `tiny` and `train_cmd`."""
 
+import re
 import sys
 
 import pytest
@@ -12,6 +13,11 @@ TINY = [
     "train.warmup=100", "td3.batch_size=32", "high.buffer_size=2000", "low.buffer_size=5000",
     "low.explore_sigma=0.1", "train.device=cpu",
 ]
+
+
+def squeeze(markdown: str) -> str:
+    """A Markdown table with its cell padding collapsed: `| a   |  b |` -> `| a | b |`."""
+    return re.sub(r" {2,}", " ", markdown)
 
 
 def tiny_sets(model: str = "hiro", extra: list[str] | None = None) -> list[str]:
@@ -75,7 +81,6 @@ def make_trainer(tiny):
         cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
                       sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}",
                                         f"train.capture={setting}"]))
-        return Trainer(cfg, tmp_path / device, progress=False,
-                       graphs_mode="emulate" if capture == "emulate" else None)
+        return Trainer(cfg, graphs_mode="emulate" if capture == "emulate" else None)
 
     return make

@@ -188,4 +188,4 @@ def test_a_replay_buffer_larger_than_memory_is_one_line(tiny, tmp_path):
     cfg = resolve("hiro", options={"train.seeds": [0, 1]},
                   sets=tiny("hiro", ["low.buffer_size=1e12"]))
     with pytest.raises(HflowError, match=r"low.buffer_size = 1,000,000,000,000"):
-        Trainer(cfg, tmp_path, progress=False)
+        Trainer(cfg)

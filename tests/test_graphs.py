@@ -65,7 +65,7 @@ def test_warm_up_runs_are_undone_only_for_the_state_it_is_told_of():
 def test_cuda_capture_needs_a_cuda_device(tiny, tmp_path):
     cfg = resolve("hiro", sets=tiny("hiro", ["train.capture=cuda"]))
     with pytest.raises(HflowError, match="train.capture = 'cuda' needs a CUDA device"):
-        Trainer(cfg, tmp_path, progress=False)
+        Trainer(cfg)
 
 
 def test_emulate_is_no_config_value(tiny):
@@ -81,7 +81,7 @@ def test_emulated_capture_trains_exactly_as_eager(tiny, tmp_path, model):
     for mode in ("eager", "emulate"):
         cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": 400},
                       sets=tiny(model, ["task.name=BallPushSingle"]))
-        trainer = Trainer(cfg, tmp_path / mode, progress=False, graphs_mode=mode)
+        trainer = Trainer(cfg, graphs_mode=mode)
         for _ in range(400):
             trainer.advance()
         assert_both_levels_update(trainer)

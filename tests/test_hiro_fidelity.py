@@ -14,6 +14,7 @@ from hflow.metrics import read_metrics
 from hflow.nets import TwinCritic
 from hflow.nets.dense import MemberMLP
 from hflow.resolve import resolve
+from hflow.run import Run
 from hflow.seeding import MemberRNG
 from hflow.train import Trainer
 
@@ -71,21 +72,25 @@ def test_delayed_actor_moves_on_adam_momentum_only_with_hiro_delay(mode):
 
 
 @pytest.fixture(scope="session")
-def make_trainer(tiny):
-    def make(tmp_path, extra, task="PointMazeMulti", steps=300):
-        cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps},
-                      sets=tiny("hiro", [f"task.name={task}", *extra]))
-        return Trainer(cfg, tmp_path, progress=False)
+def hiro_config(tiny):
+    def make(extra, task="PointMazeMulti", steps=300):
+        return resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps},
+                       sets=tiny("hiro", [f"task.name={task}", *extra]))
 
     return make
 
 
+@pytest.fixture(scope="session")
+def make_trainer(hiro_config):
+    return lambda *args, **kw: Trainer(hiro_config(*args, **kw))
+
+
 @pytest.mark.parametrize("policy", ["policy", "uniform"])
-def test_warmup_acts_with_the_initial_policies(make_trainer, tmp_path, policy):
+def test_warmup_acts_with_the_initial_policies(make_trainer, policy):
     """train.py: the first `initial_episodes` are collected by the (untrained) policies plus
     their exploration noise, not by uniform random actions. Noise 0 makes that visible."""
-    trainer = make_trainer(tmp_path, [f"train.warmup_policy={policy}", "low.explore_sigma=0",
-                                  "high.explore_sigma=0", "train.warmup=100"])
+    trainer = make_trainer([f"train.warmup_policy={policy}", "low.explore_sigma=0",
+                            "high.explore_sigma=0", "train.warmup=100"])
     for _ in range(60):  # inside the warm-up: no update has run
         trainer.advance()
     data, lo = trainer.low_buffer.storage, trainer.agent.lo_dim
@@ -100,10 +105,10 @@ def test_warmup_acts_with_the_initial_policies(make_trainer, tmp_path, policy):
 
 
 @pytest.mark.parametrize("mode", ["new_goal", "transition"])
-def test_stored_next_goal_at_a_segment_end(make_trainer, tmp_path, mode):
+def test_stored_next_goal_at_a_segment_end(make_trainer, mode):
     """train.py stores the context the high level just chose as the low level's next goal of
     a segment's last transition; elsewhere the next goal is h(s, g, s')."""
-    trainer = make_trainer(tmp_path, [f"hierarchy.segment_end_goal={mode}"])
+    trainer = make_trainer([f"hierarchy.segment_end_goal={mode}"])
     steps, c, T = 250, trainer.cfg.hierarchy.c, trainer.cfg.task.episode_steps
     for _ in range(steps):
         trainer.advance()
@@ -128,15 +133,15 @@ def test_stored_next_goal_at_a_segment_end(make_trainer, tmp_path, mode):
     assert resolve("hiro").hierarchy.segment_end_goal == "new_goal"
 
 
-def test_ant_maze_reports_each_of_hiros_three_targets(make_trainer, tmp_path):
+def test_ant_maze_reports_each_of_hiros_three_targets(hiro_config, make_trainer, tmp_path):
     """ant_maze.gin evaluates at (16, 0), (16, 16) and (0, 16); (0, 16) is the headline."""
-    trainer = make_trainer(tmp_path, ["task.episode_steps=20", "train.eval_every=40",
-                                  "train.eval_episodes=1", "train.warmup=20"],
-                       task="AntMazeMulti", steps=40)
-    names = metric_names(trainer.goals)
+    run = Run(hiro_config(["task.episode_steps=20", "train.eval_every=40",
+                           "train.eval_episodes=1", "train.warmup=20"],
+                          task="AntMazeMulti", steps=40), tmp_path, progress=False)
+    names = metric_names(run.trainer.goals)
     for target in ("16_0", "16_16", "0_16"):
         assert {f"eval_success_{target}", f"eval_reward_{target}"} <= set(names)
-    trainer.run()
+    run.run()
     rows = read_metrics(tmp_path / "seed0" / "metrics.csv")
     assert len(rows) == 2
     for row in rows:
@@ -145,16 +150,15 @@ def test_ant_maze_reports_each_of_hiros_three_targets(make_trainer, tmp_path):
         assert row["eval_distance_16_0"] != row["eval_distance_0_16"]
         assert np.isfinite(row["eval_reward_16_16"])
     # one target: no per-target columns
-    single = make_trainer(tmp_path / "p", [], task="BallPushSingle")
+    single = make_trainer([], task="BallPushSingle")
     assert metric_names(single.goals) == ["eval_reward", "eval_success", "eval_distance"]
 
 
 @pytest.mark.parametrize("mode", ["terminal", "bootstrap"])
-def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_trainer, tmp_path,
-                                                                         mode):
+def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_trainer, mode):
     """train.py stores meta transitions with discount * (1 - next_reset_episode_cond): the
     one that ends an episode (every 500 steps) does not bootstrap."""
-    trainer = make_trainer(tmp_path, [f"hierarchy.high_episode_end={mode}"])
+    trainer = make_trainer([f"hierarchy.high_episode_end={mode}"])
     T, c = trainer.cfg.task.episode_steps, trainer.cfg.hierarchy.c
     for _ in range(2 * T):
         trainer.advance()

@@ -16,8 +16,8 @@ from hflow import HflowError
 from hflow.checkpoint import CHECKPOINT_VERSION, list_checkpoints, with_checksum
 from hflow.metrics import read_metrics
 from hflow.resolve import resolve
+from hflow.run import Run
 from hflow.runlock import RunLock
-from hflow.train import Trainer
 
 STATE = "state-seeds-0-1"
 
@@ -153,7 +153,7 @@ def test_stale_temp_files_of_interrupted_writes_are_removed(run, run400, tmp_pat
 def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tiny, tmp_path, monkeypatch):
     cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 400},
                   sets=tiny("hiro", ["task.name=PointMazeSingle", "train.eval_every=200"]))
-    Trainer(cfg, tmp_path, progress=False).run()
+    Run(cfg, tmp_path, progress=False).run()
     before = {p.name: p.read_bytes() for p in list_checkpoints(tmp_path / STATE)}
 
     def full(obj, f, *args, **kwargs):
@@ -165,7 +165,7 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tiny, tmp
     cfg.train.steps = 600
     with pytest.raises(HflowError, match=r"checkpoint-000000000600\.pt failed: no space left "
                                          r"on device \([\d,]+ MiB free"):
-        Trainer(cfg, tmp_path, progress=False).run()
+        Run(cfg, tmp_path, progress=False).run()
     after = {p.name: p.read_bytes() for p in list_checkpoints(tmp_path / STATE)}
     assert after == before
     assert not list((tmp_path / STATE).glob(".*.tmp"))
@@ -176,7 +176,8 @@ def test_outputs_deleted_under_a_running_job_come_back(tiny, tmp_path, monkeypat
     job's outputs; the running job writes both again at its next evaluation, whole."""
     cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 400},
                   sets=tiny("hiro", ["task.name=PointMazeSingle", "train.eval_every=200"]))
-    trainer = Trainer(cfg, tmp_path, progress=False)
+    run = Run(cfg, tmp_path, progress=False)
+    trainer = run.trainer
     advance = trainer.advance
 
     def advance_and_delete():
@@ -187,7 +188,7 @@ def test_outputs_deleted_under_a_running_job_come_back(tiny, tmp_path, monkeypat
                 (tmp_path / f"seed{seed}" / "config.json").unlink()
 
     monkeypatch.setattr(trainer, "advance", advance_and_delete)
-    trainer.run()
+    run.run()
     for seed in (0, 1):
         assert [r["step"] for r in read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")] == \
             [0, 200, 400]

@@ -18,7 +18,7 @@ from hflow.checkpoint import list_checkpoints, with_checksum
 from hflow.cli import main
 from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
 from hflow.resolve import resolve
-from hflow.train import Trainer
+from hflow.run import Run
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +95,7 @@ def test_emulated_capture_resumes_to_identical_metrics(cmd, uninterrupted, tmp_p
     sets = tiny_sets("hiro", ["train.eval_every=200", "task.name=PointMazeSingle"])
     for steps in (400, 600):  # the uninterrupted run's command, in-process
         cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps}, sets=sets)
-        Trainer(cfg, tmp_path, progress=False, graphs_mode="emulate").run()
+        Run(cfg, tmp_path, progress=False, graphs_mode="emulate").run()
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
@@ -146,10 +146,10 @@ def test_non_finite_loss_stops_with_step_member_and_loss(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(HierarchicalAgent, "intrinsic_reward", poisoned)
     monkeypatch.chdir(tmp_path)
-    trainer = Trainer(cfg, tmp_path, progress=False)
+    run = Run(cfg, tmp_path, progress=False)
     with pytest.raises(NonFiniteLossError,
                        match=r"'low_critic' of member 1 \(seed 1\).*step 2\d\d"):
-        trainer.run()
+        run.run()
     kept = list_checkpoints(tmp_path / "state-seeds-0-1")
     assert kept[-1].name.endswith("000000200.pt")
     state = torch.load(kept[-1], weights_only=False)
@@ -269,7 +269,7 @@ def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     cfg = resolve(model, options={"task.name": "BallPushSingle", "train.seeds": [0, 1],
                                   "train.steps": 400}, sets=tiny(model))
-    Trainer(cfg, tmp_path, progress=False).run()
+    Run(cfg, tmp_path, progress=False).run()
     for seed in (0, 1):
         rows = read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")
         assert [r["step"] for r in rows] == [0, 200, 400]
@@ -279,20 +279,20 @@ def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch)
         assert (last["high_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
 
 
-def _weights(trainer, member):
-    actor = trainer.agent.low.actor.net
+def _weights(run, member):
+    actor = run.trainer.agent.low.actor.net
     return [layer.weight[member].detach().clone() for layer in actor.layers]
 
 
 def test_k_members_match_separate_runs(tiny, tmp_path):
     """K = 2 with seeds (3, 4) against K = 1 runs of 3 and of 4, over the first updates."""
     sets = tiny("hiro", ["task.name=PointMazeSingle", "train.steps=300"])
-    group = Trainer(resolve("hiro", options={"train.seeds": [3, 4]}, sets=sets),
-                    tmp_path / "group", progress=False)
+    group = Run(resolve("hiro", options={"train.seeds": [3, 4]}, sets=sets),
+                tmp_path / "group", progress=False)
     group.run()
     for k, seed in enumerate((3, 4)):
-        alone = Trainer(resolve("hiro", options={"train.seeds": [seed]}, sets=sets),
-                        tmp_path / f"alone{seed}", progress=False)
+        alone = Run(resolve("hiro", options={"train.seeds": [seed]}, sets=sets),
+                    tmp_path / f"alone{seed}", progress=False)
         alone.run()
         for wg, wa in zip(_weights(group, k), _weights(alone, 0)):
             assert torch.allclose(wg, wa, atol=1e-5), (seed, (wg - wa).abs().max())
