@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import squeeze
 from pypdf import PdfReader
 
 from hflow import HflowError
@@ -108,7 +109,7 @@ def test_tables_and_cli(runs, tmp_path, capsys):
         {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
     write_table2(pd.read_parquet(summary), figures, tmp_path / "t.md", tmp_path / "t.tex",
                  tmp_path / "t.html")
-    md = (tmp_path / "t.md").read_text()
+    md = squeeze((tmp_path / "t.md").read_text())
     assert "| fig | ours_8_15 | hiro_8_15 | 1 |" in md
     assert "<table>" in (tmp_path / "t.html").read_text()
     gain = improvements(pd.read_parquet(summary), figures).iloc[0]
@@ -158,7 +159,7 @@ def test_panels_draw_one_target_and_tables_report_each(tmp_path):
         plot_figure(frame, spec, tmp_path / "g.pdf")
     write_table2(frame, {"point": {"panels": spec["panels"][1:]}}, tmp_path / "t.md",
                  tmp_path / "t.tex")
-    md = (tmp_path / "t.md").read_text()
+    md = squeeze((tmp_path / "t.md").read_text())
     assert "## Success at each evaluation target" in md
     assert ("| run | steps | seeds | success at (8, 0) | success at (8, 8) | "
             "success at (0, 8) |") in md
@@ -208,7 +209,7 @@ def test_paired_differences_and_relabel_health(runs):
     assert len(paired) == 1 and paired["seeds"].iloc[0] == 3
     assert paired["mean"].iloc[0] == pytest.approx(expected)
     assert paired["low"].iloc[0] <= expected <= paired["high"].iloc[0]
-    assert "| ours_8_15 | hiro_8_15 | 3 |" in paired_markdown(paired)
-    health = health_markdown(health_results(summary))
+    assert "| ours_8_15 | hiro_8_15 | 3 |" in squeeze(paired_markdown(paired))
+    health = squeeze(health_markdown(health_results(summary)))
     assert "| AntPushSingle | ours_8_15 | 3 | - | 0.250 |" in health
     assert "| AntPushSingle | hiro_8_15 | 3 | - | - |" in health

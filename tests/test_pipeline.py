@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import squeeze
 from pypdf import PdfReader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +240,7 @@ def test_smoke_pipeline_end_to_end(smoke_repo):
         assert len(PdfReader(figures / f"{fig}.pdf").pages) == 2  # reward, success rate
         for png in (f"{fig}.png", f"{fig}_success.png"):
             assert (figures / png).read_bytes()[:4] == b"\x89PNG"
-    table = (figures / "table2.md").read_text()
+    table = squeeze((figures / "table2.md").read_text())
     assert "| Our model | O | O |" in table and "ours_3_3" in table and "hiro_3_2" in table
     assert r"\begin{tabular}" in (figures / "table2.tex").read_text()
     assert "stratified-bootstrap" in table and "P(ours > baseline)" in table
@@ -303,7 +304,7 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     assert counts == {"aggregate": 2, "figure": 1, "table2": 1, "all": 1}, counts
     figures = repo / "figures" / "point"
     assert len(PdfReader(figures / "point.pdf").pages) == 2
-    table = (figures / "table2.md").read_text()
+    table = squeeze((figures / "table2.md").read_text())
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
     for run_id in ("hiro_2_2", "lsp_2_2", "ma_2_2", "ours_2_2", "ours_alg2_2_2",
                    "ours_uncorrected_2_2"):
@@ -324,7 +325,7 @@ def test_point_suite_config_runs_tiny(tmp_path):
     run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
              ROOT)
     assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 6
-    table = (tmp_path / "figures" / "table2.md").read_text()
+    table = squeeze((tmp_path / "figures" / "table2.md").read_text())
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
     assert record["config"]["low"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice

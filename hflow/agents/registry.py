@@ -129,15 +129,17 @@ def table2_rows() -> list[tuple[str, str, str]]:
 
 
 def table2_markdown() -> str:
-    rows = ["| Model | Off-policy correction | FDGM |", "|---|:---:|:---:|"]
-    rows += [f"| {name} | {correction} | {fdgm} |" for name, correction, fdgm in table2_rows()]
-    return "\n".join(rows)
+    import pandas as pd
+
+    return pd.DataFrame(table2_rows(), columns=["Model", "Off-policy correction", "FDGM"]) \
+        .to_markdown(index=False, colalign=("left", "center", "center"))
 
 
 def presets_markdown() -> str:
-    rows = ["| preset | label | correction | FDGM | description |", "|---|---|:---:|:---:|---|"]
+    import pandas as pd
+
     mark = {True: "O", False: "X"}
-    for p in PRESETS.values():
-        rows.append(f"| `{p.name}` | {p.label} | {mark[p.off_policy_correction]} | "
-                    f"{mark[p.fdgm]} | {p.description} |")
-    return "\n".join(rows)
+    rows = [(f"`{p.name}`", p.label, mark[p.off_policy_correction], mark[p.fdgm],
+             p.description) for p in PRESETS.values()]
+    return pd.DataFrame(rows, columns=["preset", "label", "correction", "FDGM", "description"]) \
+        .to_markdown(index=False, colalign=("left", "left", "center", "center", "left"))

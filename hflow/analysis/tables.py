@@ -77,12 +77,10 @@ def health_results(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def health_markdown(table: pd.DataFrame) -> str:
-    lines = ["| task | run | seeds | " + " | ".join(HEALTH.values()) + " |",
-             "|---|---|---:|" + "---:|" * len(HEALTH)]
-    for r in table.to_dict("records"):
-        cells = ["-" if np.isnan(r[c]) else f"{r[c]:.3f}" for c in HEALTH]
-        lines.append(f"| {r['task']} | {r['run']} | {r['seeds']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    shown = table.rename(columns=HEALTH)
+    for column in HEALTH.values():
+        shown[column] = [_or_dash(v, ".3f") for v in shown[column]]
+    return _markdown(shown, "llr" + "r" * len(HEALTH))
 
 
 def paired_differences(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
@@ -116,13 +114,13 @@ def paired_differences(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
 
 
 def paired_markdown(table: pd.DataFrame) -> str:
-    lines = ["| figure | task | target | ours | minus | seeds | success difference [95% CI] |",
-             "|---|---|---|---|---|---:|---|"]
-    for r in table.itertuples():
-        target = r.target.replace("m", "-").replace("_", ", ") if r.target else "headline"
-        lines.append(f"| {r.figure} | {r.task} | ({target}) | {r.ours} | {r.other} | "
-                     f"{r.seeds} | {r.mean:+.2f} [{r.low:+.2f}, {r.high:+.2f}] |")
-    return "\n".join(lines)
+    shown = pd.DataFrame({
+        "figure": table["figure"], "task": table["task"],
+        "target": [f"({_target(t)})" if t else "(headline)" for t in table["target"]],
+        "ours": table["ours"], "minus": table["other"], "seeds": table["seeds"],
+        "success difference [95% CI]": [f"{r.mean:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
+                                        for r in table.itertuples()]})
+    return _markdown(shown, "lllllrl")
 
 
 def target_results(summary: pd.DataFrame) -> pd.DataFrame:
@@ -140,19 +138,16 @@ def target_results(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def target_markdown(table: pd.DataFrame) -> str:
-    lines = []
+    parts = []
     for task, rows in table.groupby("task", sort=True):
         names = list(rows["targets"].iloc[0])
-        lines += [f"{task}:", "",
-                  "| run | steps | seeds | " + " | ".join(
-                      "success at (" + n.replace("m", "-").replace("_", ", ") + ")"
-                      for n in names) + " |",
-                  "|---|---:|---:|" + "---|" * len(names)]
-        for r in rows.itertuples():
-            lines.append(f"| {r.run} | {r.step:,} | {r.seeds} | " + " | ".join(
-                _ci(r.targets[n], "mean", 2) for n in names) + " |")
-        lines.append("")
-    return "\n".join(lines).rstrip()
+        shown = pd.DataFrame({"run": rows["run"], "steps": [f"{s:,}" for s in rows["step"]],
+                              "seeds": rows["seeds"],
+                              **{f"success at ({_target(n)})": [_ci(t[n], "mean", 2)
+                                                                 for t in rows["targets"]]
+                                 for n in names}})
+        parts.append(f"{task}:\n\n" + _markdown(shown, "lrr" + "l" * len(names)))
+    return "\n\n".join(parts)
 
 
 def improvements(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
@@ -200,56 +195,76 @@ def _ci(stats: dict, which: str, digits: int) -> str:
             f"{stats[which + '_high']:.{digits}f}]")
 
 
+def _or_dash(value: float, spec: str) -> str:
+    return "-" if np.isnan(value) else format(value, spec)
+
+
+def _target(name: str) -> str:
+    """A target's column suffix as coordinates: '8_0' -> '8, 0', 'm4_8' -> '-4, 8'."""
+    return name.replace("m", "-").replace("_", ", ")
+
+
+def _markdown(shown: pd.DataFrame, align: str) -> str:
+    """A table of display strings; align: one of l, c, r per column."""
+    names = {"l": "left", "c": "center", "r": "right"}
+    return shown.to_markdown(index=False, disable_numparse=True,
+                             colalign=[names[a] for a in align])
+
+
+def _tex(text: str) -> str:
+    """hflow's own captions and headers for LaTeX (they hold no other special characters)."""
+    return text.replace("_", r"\_").replace("%", r"\%").replace(">", "$>$")
+
+
+def _latex(shown: pd.DataFrame, caption: str, align: str) -> str:
+    """A table of display strings as a LaTeX table (booktabs rules), cells escaped."""
+    return (shown.style.hide(axis="index").format(escape="latex")
+            .format_index(_tex, axis=1)
+            .to_latex(caption=_tex(caption), column_format=align, hrules=True,
+                      position="t", position_float="centering"))
+
+
+def _results_shown(table: pd.DataFrame, markdown: bool) -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": table["task"], "run": table["run"],
+        **({"preset": [f"`{m}`" for m in table["model"]]} if markdown else {}),
+        "steps": [f"{s:,}" if markdown else str(s) for s in table["step"]],
+        "seeds": table["seeds"].astype(str),
+        "success: mean": [_ci(s, "mean", 2) for s in table["success"]],
+        "success: IQM": [_ci(s, "iqm", 2) for s in table["success"]],
+        "average reward: mean": [_ci(s, "mean", 1) for s in table["reward"]],
+        "average reward: IQM": [_ci(s, "iqm", 1) for s in table["reward"]]},
+        columns=["task", "run", *(["preset"] if markdown else []), "steps", "seeds",
+                 "success: mean", "success: IQM", "average reward: mean",
+                 "average reward: IQM"])
+
+
 def results_markdown(table: pd.DataFrame) -> str:
-    lines = ["| task | run | preset | steps | seeds | success: mean | success: IQM | "
-             "average reward: mean | average reward: IQM |",
-             "|---|---|---|---:|---:|---|---|---|---|"]
-    for r in table.itertuples():
-        lines.append(f"| {r.task} | {r.run} | `{r.model}` | {r.step:,} | {r.seeds} | "
-                     f"{_ci(r.success, 'mean', 2)} | {_ci(r.success, 'iqm', 2)} | "
-                     f"{_ci(r.reward, 'mean', 1)} | {_ci(r.reward, 'iqm', 1)} |")
-    return "\n".join(lines)
+    return _markdown(_results_shown(table, markdown=True), "lllrrllll")
+
+
+def _improvements_shown(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "figure": table["figure"], "ours": table["ours"], "baseline": table["baseline"],
+        "tasks": table["tasks"].astype(str),
+        "P(ours > baseline) [95% CI]": [f"{r.p:.2f} [{r.low:.2f}, {r.high:.2f}]"
+                                        for r in table.itertuples()]},
+        columns=["figure", "ours", "baseline", "tasks", "P(ours > baseline) [95% CI]"])
 
 
 def improvements_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         return "(no figure has both the paper's model and a baseline)"
-    lines = ["| figure | ours | baseline | tasks | P(ours > baseline) [95% CI] |",
-             "|---|---|---|---:|---|"]
-    for r in table.itertuples():
-        lines.append(f"| {r.figure} | {r.ours} | {r.baseline} | {r.tasks} | "
-                     f"{r.p:.2f} [{r.low:.2f}, {r.high:.2f}] |")
-    return "\n".join(lines)
-
-
-def _tex(text: str) -> str:
-    return text.replace("_", r"\_").replace("%", r"\%")
+    return _markdown(_improvements_shown(table), "lllrl")
 
 
 def table2_latex(table: pd.DataFrame, improvement: pd.DataFrame) -> str:
-    out = [r"\begin{table}[t]", r"\centering", r"\caption{Model comparison}",
-           r"\begin{tabular}{lcc}", r"\hline",
-           r"Model & Off-policy correction & FDGM \\", r"\hline"]
-    for name, correction, fdgm in table2_rows():
-        out.append(f"{_tex(name)} & {correction} & {fdgm} \\\\")
-    out += [r"\hline", r"\end{tabular}", r"\end{table}", "",
-            r"\begin{table}[t]", r"\centering", f"\\caption{{{_tex(RESULTS_CAPTION)}}}",
-            r"\begin{tabular}{llrrllll}", r"\hline",
-            r"Task & Run & Steps & Seeds & Success (mean) & Success (IQM) & Reward (mean) & "
-            r"Reward (IQM) \\", r"\hline"]
-    for r in table.itertuples():
-        out.append(f"{_tex(r.task)} & {_tex(r.run)} & {r.step} & {r.seeds} & "
-                   f"{_ci(r.success, 'mean', 2)} & {_ci(r.success, 'iqm', 2)} & "
-                   f"{_ci(r.reward, 'mean', 1)} & {_ci(r.reward, 'iqm', 1)} \\\\")
-    out += [r"\hline", r"\end{tabular}", r"\end{table}", "",
-            r"\begin{table}[t]", r"\centering", f"\\caption{{{_tex(IMPROVEMENT_CAPTION)}}}",
-            r"\begin{tabular}{lllrl}", r"\hline",
-            r"Figure & Ours & Baseline & Tasks & P(ours $>$ baseline) \\", r"\hline"]
-    for r in improvement.itertuples():
-        out.append(f"{_tex(r.figure)} & {_tex(r.ours)} & {_tex(r.baseline)} & {r.tasks} & "
-                   f"{r.p:.2f} [{r.low:.2f}, {r.high:.2f}] \\\\")
-    out += [r"\hline", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(out) + "\n"
+    """Table II's flags, the results and the improvements; needs \\usepackage{booktabs}."""
+    flags = pd.DataFrame(table2_rows(), columns=["Model", "Off-policy correction", "FDGM"])
+    return "\n".join([
+        _latex(flags, "Model comparison", "lcc"),
+        _latex(_results_shown(table, markdown=False), RESULTS_CAPTION, "llrrllll"),
+        _latex(_improvements_shown(improvement), IMPROVEMENT_CAPTION, "lllrl")])
 
 
 def write_table2(summary: pd.DataFrame, figures: dict, md_path: str | Path,
