@@ -1,12 +1,12 @@
 """What HIRO's off-policy correction chooses, read from a run's resume checkpoint.
 
-    python benchmarks/correction_choices.py JOB_CONFIG STATE_DIR [--batch 2000]
+    python benchmarks/correction_choices.py RECORD STATE_DIR [--batch 2000]
 
 e.g. for the learning suite's HIRO job:
 
     python benchmarks/correction_choices.py \\
-        results/point/jobs/PointMazeMulti/hiro_2_3/seeds-0-1-2-3-4.yaml \\
-        results/point/state/PointMazeMulti/hiro_2_3/seeds-0-1-2-3-4
+        results/point/runs/PointMazeMulti/hiro_2_2/seed0/config.json \\
+        results/point/state/PointMazeMulti/hiro_2_2/seeds-0-1-2-3-4
 
 Loads the newest checkpoint (networks and high-level replay), draws `--batch` stored
 segments per seed and scores HIRO's candidates with the checkpoint's low level, as an update
@@ -25,22 +25,24 @@ import numpy as np
 import torch
 
 from hflow.agents.corrections import HiroCorrection
+from hflow.bounds import clip_to_bound
 from hflow.resolve import resolve
+from hflow.run import Run
 from hflow.seeding import BlockedRNG
-from hflow.train import Trainer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("job_config", help="the job's --config YAML (results/.../jobs/...)")
+    parser.add_argument("record", help="a seed's config.json of the job (its whole config)")
     parser.add_argument("state_dir", help="the job's resume state directory")
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    cfg = resolve(file=args.job_config)
+    cfg = resolve(file=args.record)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(cfg, out, args.state_dir, progress=False)
-        if not trainer.try_resume():
+        run = Run(cfg, out, args.state_dir, progress=False)
+        if not run.try_resume():
             raise SystemExit(f"{args.state_dir} holds no checkpoint")
+        trainer = run.trainer
         agent = trainer.agent.eval()
         correction = agent.correction
         if not isinstance(correction, HiroCorrection):
@@ -48,8 +50,10 @@ def main() -> None:
         batch = trainer.high_buffer.sample(args.batch, BlockedRNG(trainer.seeds, "diagnostics"))
         with torch.no_grad():
             states, actions, goal = batch["states"], batch["actions"], batch["goal"]
-            cands = correction.candidates(agent, states, goal,
-                                          BlockedRNG(trainer.seeds, "diagnostics_cands"))
+            noise = correction.draw(BlockedRNG(trainer.seeds, "diagnostics_cands"), args.batch,
+                                    goal.shape[-1])["candidate_noise"]
+            cands = clip_to_bound(correction.candidates(agent, states, goal, noise),
+                                  agent.subgoal_bound)  # as the correction scores them
             scores = correction.score(agent, states, actions, cands)
         best = scores.argmax(dim=-1)  # [K, B]
         chosen = cands.gather(2, best[..., None, None].expand(-1, -1, 1, goal.shape[-1]))[:, :, 0]

@@ -67,18 +67,9 @@ def _cmd_train(args) -> int:
         except ValueError:
             raise HflowError(f"--seeds expects integers separated by commas, got "
                              f"{args.seeds!r}") from None
-    options = {} if args.options is None else _json_arg("--options", args.options, dict)
     flags = {"task.name": args.task, "task.hi": args.hi, "task.lo": args.lo,
              "train.seeds": seeds, "train.steps": args.steps, "train.device": args.device}
-    options.update({k: v for k, v in flags.items() if v is not None})
-    cfg = resolve(args.model, args.config, options, args.set)
-    if args.save_options:  # what this command was told, --config's file excepted
-        from hflow.config import parse_set
-        from hflow.grid import write_job_config
-
-        given = {**options, **({"model": args.model} if args.model else {}),
-                 **dict(parse_set(s) for s in args.set)}
-        write_job_config(args.save_options, given)
+    cfg = resolve(args.model, args.config, flags, args.set)
     if args.print_config:
         print(yaml_dump(cfg.to_dict()))
         return 0
@@ -214,13 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     tr.add_argument("--out", help="output directory; one seed<N>/ subdirectory per seed")
     tr.add_argument("--state-dir", help="resume checkpoints (default: OUT/state-seeds-...)")
-    tr.add_argument("--config", help="YAML file of config keys")
-    tr.add_argument("--options", metavar="JSON",
-                    help="config keys as one JSON object, over --config and under the flags "
-                         "and --set (the workflow passes each job's options this way)")
-    tr.add_argument("--save-options", metavar="FILE",
-                    help="keep --model, --options, the flags and --set as a YAML file that "
-                         "--config reads back")
+    tr.add_argument("--config", metavar="FILE",
+                    help="a YAML file of config keys, or a run's seed<N>/config.json to train "
+                         "that run's configuration again (the flags and --set override it)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one config key, e.g. --set td3.batch_size=256 (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress display")

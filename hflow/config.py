@@ -354,14 +354,17 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
+def load_file(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """A YAML file of config keys, or a run's record (a seed's config.json, whose `config` holds
+    every key of that run): (the keys, flattened; whether it was a record)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     tree = read_yaml(path.read_text(), f"config file {path}") or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys")
-    return flatten(tree)
+    record = isinstance(tree.get("config"), dict) and "config_hash" in tree
+    return flatten(tree["config"] if record else tree), record
 
 
 def describe() -> str:

@@ -10,6 +10,8 @@ MuJoCo, so a workflow parses on a machine without the training stack.
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from hflow.envs.tasks import TASKS
 from hflow.resolve import resolve
 
 # The workflow's names, one source for the Snakefile's patterns, the schema and `hflow plan`:
-# a run's directory under each root (runs/, state/, logs/, jobs/), Snakemake's {task}
+# a run's directory under each root (runs/, state/, logs/), Snakemake's {task}
 # wildcard (exactly the task registry's names), and what the analysis rules write.
 RUN_DIR = "{task}/{model}_{hi}_{lo}"
 TASK_PATTERN = "|".join(TASKS)
@@ -185,12 +187,14 @@ def check_grid(config: dict) -> None:
                 raise ConfigError(f"grid run {run.name}: {err}") from None
 
 
-def write_job_config(path: str | Path, options: dict[str, Any]) -> None:
-    from hflow.io import write_text
-
-    header = ("# A training job's options (hflow train --save-options); rerun it with "
-              "hflow train --config THIS_FILE.\n")
-    write_text(path, header + yaml.safe_dump(dict(options), sort_keys=False))
+def job_arguments(config: dict, run: Run, seeds: list[int]) -> str:
+    """A job's options as `hflow train` arguments, each shell-quoted: --model, then one --set
+    per key with its value as JSON (which the --set reader, YAML, reads back exactly)."""
+    options = job_options(config, run, seeds)
+    args = ["--model", options.pop("model")]
+    for key, value in options.items():
+        args += ["--set", f"{key}={json.dumps(value)}"]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 # -- cost ---------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """A run's config, resolved in layers and checked as a whole.
 
 Layers, last wins: the sections' defaults (HIRO's values) <- the model preset <- a YAML file
-(`--config`) <- command-line options <- `--set key=value`. Each key is checked as it is set
-(hflow.config); the checks that span several keys, or need the task, run here once all are
-set. This module sits above the config (plain data), the presets and the tasks.
+of keys or a run's record (`--config`) <- command-line options <- `--set key=value`. Each key
+is checked as it is set (hflow.config); the checks that span several keys, or need the task,
+run here once all are set. This module sits above the config (plain data), the presets and
+the tasks.
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ def resolve(model: str | None = None, file: str | Path | None = None,
             options: dict[str, Any] | None = None, sets: list[str] | None = None) -> RunConfig:
     """The full config of a run, validated; see the module docstring for the layering."""
     layers: dict[str, Any] = {}
+    recorded: set[str] = set()  # a record holds every key: not each one a choice to check
     if file is not None:
-        layers.update(load_file(file))
+        keys, record = load_file(file)
+        layers.update(keys)
+        if record:
+            recorded = {k for k in keys if k != "model"}
+            if model is not None and model != keys.get("model"):
+                raise ConfigError(f"config file {str(file)!r} is the record of a "
+                                  f"{keys.get('model')!r} run, which sets every key of that "
+                                  f"model; --model {model} would mix the two. Leave --model "
+                                  f"out, or give a YAML file of keys instead")
     given = {k: v for k, v in (options or {}).items() if v is not None}
     if model is not None:
         given["model"] = model
@@ -43,7 +53,7 @@ def resolve(model: str | None = None, file: str | Path | None = None,
     apply_preset(cfg, model_name)
     for key, value in layers.items():
         set_key(cfg, key, value)
-    check_compatible(cfg, set(layers))
+    check_compatible(cfg, set(layers) - (recorded - set(given) - set_once.keys()))
     validate(cfg)
     return cfg
 

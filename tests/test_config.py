@@ -3,6 +3,8 @@ flags."""
 
 
 import pytest
+import yaml
+from conftest import squeeze
 
 from hflow.agents.registry import PRESETS, table2_markdown
 from hflow.cli import main
@@ -50,22 +52,29 @@ def test_print_config_resolves_preset_and_overrides(capsys):
     assert "td3.tau = 0.005  # > 0; <= 1; target network update rate" in listed
 
 
-def test_options_json_layers_under_flags_and_saves_as_a_config_file(tmp_path, capsys):
-    """The workflow's way in: --options (JSON) under the flags; --save-options keeps them as a
-    YAML file that --config reads back to the same run."""
-    options = '{"task.name": "AntFallMulti", "td3.batch_size": 64, "model": "lsp"}'
-    saved = tmp_path / "jobs" / "job.yaml"
-    assert main(["train", "--options", options, "--hi", "8", "--save-options", str(saved),
-                 "--set", "td3.gamma=0.9", "--print-config"]) == 0
-    printed = capsys.readouterr().out
-    assert "batch_size: 64" in printed and "name: AntFallMulti" in printed and "hi: 8" in printed
-    assert "gamma: 0.9" in printed
-    assert main(["train", "--config", str(saved), "--print-config"]) == 0
-    assert capsys.readouterr().out == printed
-    assert main(["train", "--options", "{oops", "--out", "x"]) == 2
-    assert "--options is not valid JSON" in capsys.readouterr().err
-    assert main(["train", "--options", "[1, 2]", "--out", "x"]) == 2
-    assert "must be a JSON object" in capsys.readouterr().err
+def test_a_runs_record_is_a_config_file_for_the_same_run(tmp_path, capsys):
+    """Three ways in: --config (a YAML file of keys, or a seed's config.json), the flags and
+    --set. A record gives back its run's config exactly, every key of it; the flags and --set
+    still override it; --model may not mix another preset into it."""
+    from hflow.run_files import RunFiles
+
+    cfg = resolve("lsp", options={"task.name": "AntFallMulti", "task.hi": 8},
+                  sets=["td3.batch_size=64", "td3.gamma=0.9", "flow.coupling_layers=2"])
+    files = RunFiles(cfg, tmp_path, None, {"goal_space": {}, "device": "cpu"}, ())
+    files.write_records()
+    record = tmp_path / "seed0" / "config.json"
+    assert resolve(file=record) == cfg
+    again = resolve(file=record, options={"train.steps": 2000}, sets=["td3.tau=0.01"])
+    assert (again.train.steps, again.td3.tau, again.td3.batch_size) == (2000, 0.01, 64)
+    with pytest.raises(ConfigError, match="record of a 'lsp' run.*--model ours would mix"):
+        resolve("ours", file=record)
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("model: lsp\ntask.name: AntFallMulti\ntask.hi: 8\ntd3:\n  batch_size: 64\n")
+    assert main(["train", "--config", str(keys), "--set", "td3.gamma=0.9", "--set",
+                 "flow.coupling_layers=2", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == cfg.to_dict()
+    with pytest.raises(SystemExit):  # gone: --config, the flags and --set are the ways in
+        main(["train", "--options", "{}", "--out", "x"])
 
 
 def test_numbers_are_read_as_researchers_write_them():
@@ -122,11 +131,11 @@ def test_conflicts_and_malformed_input_are_one_line_errors(tiny, tmp_path, capsy
 
 
 def test_table2_comes_from_the_preset_flags(capsys):
-    table = table2_markdown()
+    table = squeeze(table2_markdown())
     assert "| Our model | O | O |" in table and "| HIRO | O | X |" in table
     assert "| LSP | X | O |" in table and "| Ma et al. | X | O |" in table
     assert main(["models"]) == 0
-    out = capsys.readouterr().out
+    out = squeeze(capsys.readouterr().out)
     assert "| Our model | O | O |" in out and "ours_goal_conditioned" in out
 
 

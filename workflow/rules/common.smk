@@ -11,7 +11,7 @@ from hflow.grid import (
     Run,
     figure_runs,
     grid_runs,
-    job_options,
+    job_arguments,
     metrics_paths,
     plan,
     run_dir,

@@ -9,9 +9,9 @@
 # The rule is a `shell:` rule on purpose: Snakemake reruns a `script:` rule whenever the
 # script file is newer than the outputs, and a fresh git clone gives every file its checkout
 # time, so a clone would retrain results it already holds. The job's options
-# (hflow.grid.job_options, validated at parse time) travel as one shell-quoted JSON argument,
-# so values with spaces or brackets arrive intact, and are kept as the job's YAML config
-# (rerun or extend a job by hand with `hflow train --config` on it).
+# (hflow.grid.job_options, validated at parse time) travel as --model and one shell-quoted
+# --set per key (hflow.grid.job_arguments); each seed's config.json records them (rerun or
+# extend a job by hand with `hflow train --config .../seed<N>/config.json`).
 
 for _seeds in SEED_GROUPS:
     _group = "-".join(map(str, _seeds))
@@ -23,10 +23,9 @@ for _seeds in SEED_GROUPS:
             metrics=expand(f"{RUN}/seed{{seed}}/metrics.csv", seed=_seeds, allow_missing=True),
             records=expand(f"{RUN}/seed{{seed}}/config.json", seed=_seeds, allow_missing=True),
         params:
-            options=lambda wc, _seeds=_seeds: json.dumps(
-                job_options(config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds)
+            args=lambda wc, _seeds=_seeds: job_arguments(
+                config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
             ),
-            job_config=f"{run_dir(f'{OUT}/jobs')}/seeds-{_group}.yaml",
             out=RUN,
             state=f"{run_dir(f'{OUT}/state')}/seeds-{_group}",
         conda:
@@ -39,5 +38,5 @@ for _seeds in SEED_GROUPS:
             runtime=lambda wc, attempt: config["resources"]["runtime"] * attempt,
             gpu=0 if config["device"] == "cpu" else 1,
         shell:
-            "hflow train --options {params.options:q} --save-options {params.job_config:q}"
-            " --out {params.out:q} --state-dir {params.state:q} --no-progress > {log:q} 2>&1"
+            "hflow train {params.args} --out {params.out:q} --state-dir {params.state:q}"
+            " --no-progress > {log:q} 2>&1"
