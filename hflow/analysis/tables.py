@@ -57,7 +57,8 @@ HEALTH_CAPTION = ("Relabel health over the last evaluation interval, mean over s
                   "outside it before clipping, share of the low level's noise-free action "
                   "elements in the saturated squash, and (flow low levels) share of segments "
                   "whose same-policy, noise-free round trip misses the goal by 1e-3 or more. "
-                  "'-': not logged by the code that trained the run.")
+                  "'-': not logged (the round trip of an MLP low level, which has none, or a "
+                  "column newer than the code that trained the run).")
 PAIRED_CAPTION = (f"Paired differences at the same seeds: final success of the paper's model "
                   f"minus the other run's, per panel (its evaluation target), mean over seeds "
                   f"with its {LEVEL:.0%} bootstrap CI (rliable, over seeds). With 5 seeds the "
