@@ -96,7 +96,7 @@ def seed_groups(config: dict) -> list[list[int]]:
 
 
 def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
-    """Everything one training job is told, as config keys (`hflow train --config` reads it)."""
+    """Everything one training job is told, as config keys (passed by `job_arguments`)."""
     options: dict[str, Any] = {
         "model": run.model, "task.name": run.task, "task.hi": run.hi, "task.lo": run.lo,
         "train.seeds": list(seeds), "train.steps": config["steps"],
