@@ -45,7 +45,8 @@ def results(summary: pd.DataFrame) -> pd.DataFrame:
                      "step": int(group["step"].iloc[0]), "seeds": len(group),
                      "success": mean_and_iqm(group["eval_success"].to_numpy()),
                      "reward": mean_and_iqm(group["eval_reward"].to_numpy())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["task", "run", "model", "step", "seeds", "success",
+                                       "reward"])
 
 
 HEALTH = {"high_relabel_shift": "shift", "high_relabel_at_bound": "at bound",
