@@ -251,6 +251,11 @@ def test_smoke_pipeline_end_to_end(smoke_repo):
     assert len(summary) == len(runs) * len(config["seeds"]) * points
     assert not summary.duplicated(["task", "model", "hi", "lo", "seed", "step"]).any()
     assert set(summary["step"]) == {0, 200, 400}
+    job_logs = sorted((repo / "results" / "smoke" / "logs").rglob("seeds-*.log"))
+    assert len(job_logs) == len(runs)  # one job per run: the smoke grid's group is all seeds
+    for job_log in job_logs:  # a job's log shows its progress, not only its errors
+        text = job_log.read_text()
+        assert "step 400/400 (100.0%)" in text and "steps/s | ETA" in text, (job_log, text)
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ for _seeds in SEED_GROUPS:
             mem_mb=config["resources"]["mem_mb"],
             runtime=lambda wc, attempt: config["resources"]["runtime"] * attempt,
             gpu=0 if config["device"] == "cpu" else 1,
+        # the log gets a plain progress line every 30 s (steps, SPS, ETA): `tail -f` it
         shell:
             "hflow train {params.args} --out {params.out:q} --state-dir {params.state:q}"
-            " --no-progress > {log:q} 2>&1"
+            " > {log:q} 2>&1"
