@@ -77,11 +77,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "Fig. 4's LSP with HIRO's off-policy correction added for a fair comparison",
            {"low.policy": "flow", "flow.condition": "state", "hierarchy.correction": "hiro",
             **_FLOW_NETS}),
-    # Controls of the paper's model: is its relabelling helping, hurting or neutral?
-    Preset("ours_uncorrected", "ours_none", "",
+    # Controls of the paper's model: is its relabelling helping, hurting or neutral? The paper
+    # draws no such run, so their legend label is the preset name.
+    Preset("ours_uncorrected", "ours_uncorrected", "",
            "control: ours with no off-policy correction (stored goals kept)",
            {**_OURS, "hierarchy.correction": "none"}),
-    Preset("ours_hiro_corrected", "ours_hiro", "",
+    Preset("ours_hiro_corrected", "ours_hiro_corrected", "",
            "control: ours with HIRO's 10-candidate correction instead of the flow's inverse",
            {**_OURS, "hierarchy.correction": "hiro"}),
 )}
