@@ -291,8 +291,10 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     """The learning suite's metrics and records are in git: its figure and table rebuild on a
     fresh checkout with no training job and no DVC remote."""
     repo = _copy_repo(tmp_path / "repo")
+    runs = unique_runs(repo / "config" / "point.yaml")
+    seeds = yaml.safe_load((repo / "config" / "point.yaml").read_text())["seeds"]
     records = list((repo / "results" / "point" / "runs").rglob("config.json"))
-    assert len(records) == 30  # 6 runs x 5 seeds
+    assert len(records) == len(runs) * len(seeds) == 35  # 7 runs (models and controls) x 5
     # the one policy the README's rollout example draws travels in git; the others in DVC
     assert [p.relative_to(repo).as_posix() for p in repo.rglob("policy.pt")] == [
         "results/point/runs/PointMazeMulti/ours_2_2/seed0/policy.pt"]
@@ -311,9 +313,8 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     assert len(PdfReader(figures / "point.pdf").pages) == 2
     table = squeeze((figures / "table2.md").read_text())
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
-    for run_id in ("hiro_2_2", "lsp_2_2", "ma_2_2", "ours_2_2", "ours_alg2_2_2",
-                   "ours_uncorrected_2_2"):
-        assert f"| PointMazeMulti | {run_id} |" in table
+    for task, model, hi, lo in runs:
+        assert f"| {task} | {model}_{hi}_{lo} |" in table
     assert "## Relabel health" in table and "## Paired differences" in table
 
 
@@ -329,7 +330,8 @@ def test_point_suite_config_runs_tiny(tmp_path):
     (tmp_path / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
              ROOT)
-    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == 6
+    runs = unique_runs(ROOT / "config" / "point.yaml")
+    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == len(runs) == 7
     table = squeeze((tmp_path / "figures" / "table2.md").read_text())
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
     record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
