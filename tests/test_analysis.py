@@ -213,3 +213,17 @@ def test_paired_differences_and_relabel_health(runs):
     health = squeeze(health_markdown(health_results(summary)))
     assert "| AntPushSingle | ours_8_15 | 3 | - | 0.250 |" in health
     assert "| AntPushSingle | hiro_8_15 | 3 | - | - |" in health
+
+
+def test_tables_render_empty_when_no_run_has_a_final_point(runs, tmp_path):
+    """An empty summary (nothing evaluated yet) gives tables with their headers, not a
+    KeyError from a column-less frame."""
+    empty = aggregate(runs).iloc[0:0]
+    assert list(results(empty).columns) == ["task", "run", "model", "step", "seeds", "success",
+                                            "reward"]
+    figures = {"fig": {"panels": [{"task": "AntPushSingle", "runs": [
+        {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
+    write_table2(empty, figures, tmp_path / "t.md", tmp_path / "t.tex")
+    md = squeeze((tmp_path / "t.md").read_text())
+    assert "| task | run | preset | steps | seeds | success: mean |" in md
+    assert "## Relabel health" in md and r"\begin{tabular}" in (tmp_path / "t.tex").read_text()
