@@ -4,7 +4,8 @@
     python benchmarks/gpu_check.py --quick --device cpu         # the script itself, on a CPU
 
 Parts, each timed, each a section of one Markdown summary (written to --out and printed):
-1. `pytest -m gpu`: captured vs eager training, CUDA vs CPU updates, host syncs per step;
+1. `pytest -m gpu tests/test_gpu.py` (on a CPU they skip; on a GPU a skip fails the check):
+   captured vs eager training, CUDA vs CPU updates, host syncs per step;
 2. training throughput (benchmarks/train_throughput.py's worker: AntPushSingle, paper-size
    nets, both levels updating, the correction running) for hiro and ours at K = 1, 5, 16, 64;
 3. four K = 5 hiro jobs at once on the one GPU, the cores divided between them (the grid's
@@ -14,6 +15,11 @@ Parts, each timed, each a section of one Markdown summary (written to --out and 
    (benchmarks/env_throughput.py).
 A part that fails is reported with its error and the check goes on; the exit code is 1 if
 any part failed.
+
+It runs from a checkout without `pip install`: every part imports this checkout's hflow (put
+first on PYTHONPATH), and the gpu tests are collected from tests/test_gpu.py alone, so a GPU
+machine needs torch and hflow's env and config packages, not the analysis and workflow ones
+(docs/performance.md lists them).
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
+
+
+def _checkout_env() -> dict:
+    """The environment every part runs in: this checkout's hflow before any installed one."""
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
 
 
 def _worker_cmd(model: str, members: int, args, env_threads: int) -> list[str]:
@@ -45,11 +57,18 @@ def _result(done: subprocess.CompletedProcess) -> dict:
 
 
 def part_tests(args) -> str:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p",
-                           "no:cacheprovider", str(ROOT / "tests")], capture_output=True,
-                          text=True, cwd=ROOT)
+    # test_gpu.py alone: collecting the whole suite would import the analysis and workflow
+    # packages (rliable, pypdf), which a GPU machine may not have.
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "gpu", "-p",
+                           "no:cacheprovider", str(ROOT / "tests" / "test_gpu.py")],
+                          capture_output=True, text=True, cwd=ROOT, env=_checkout_env())
     lines = done.stdout.strip().splitlines()
-    return f"exit {done.returncode}: `{lines[-1] if lines else done.stderr[-300:]}`"
+    said = [ln for ln in lines if ln.startswith(("FAILED", "ERROR", "SKIPPED"))]
+    body = "\n".join([f"`{lines[-1] if lines else done.stderr[-300:]}`", *said])
+    skipped = any(ln.startswith("SKIPPED") for ln in said)
+    if done.returncode or (skipped and args.device != "cpu"):  # on a GPU none may skip
+        raise RuntimeError(f"pytest exit {done.returncode}:\n{body}")
+    return body
 
 
 def part_throughput(args) -> str:
@@ -58,7 +77,7 @@ def part_throughput(args) -> str:
     for model in args.models:
         for members in args.members:
             done = subprocess.run(_worker_cmd(model, members, args, args.env_threads),
-                                  capture_output=True, text=True, cwd=ROOT)
+                                  capture_output=True, text=True, cwd=ROOT, env=_checkout_env())
             r = _result(done)
             ms = r["ms_per_step"]
             rows.append(f"| {model} | {members} | {r['sps']:,.1f} | {members * r['sps']:,.0f} "
@@ -71,10 +90,11 @@ def part_concurrent(args) -> str:
     jobs, members = args.jobs, args.job_members
     threads = max(1, (os.cpu_count() or 1) // jobs)
     alone = _result(subprocess.run(_worker_cmd("hiro", members, args, threads),
-                                   capture_output=True, text=True, cwd=ROOT))
+                                   capture_output=True, text=True, cwd=ROOT,
+                                   env=_checkout_env()))
     procs = [subprocess.Popen(_worker_cmd("hiro", members, args, threads),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT) for _ in range(jobs)]
+                              cwd=ROOT, env=_checkout_env()) for _ in range(jobs)]
     results = []
     for p in procs:
         out, err = p.communicate()
@@ -90,7 +110,8 @@ def part_env(args) -> str:
     done = subprocess.run([sys.executable, str(BENCH / "env_throughput.py"), "--task",
                            args.task, "--members", *map(str, args.env_members), "--threads",
                            str(args.env_threads), "--batch-steps", str(args.env_steps),
-                           "--repeats", "2"], capture_output=True, text=True, cwd=ROOT)
+                           "--repeats", "2"], capture_output=True, text=True, cwd=ROOT,
+                          env=_checkout_env())
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1])
     return "```\n" + done.stdout.strip() + "\n```"
@@ -119,10 +140,11 @@ def main() -> int:
     parts = [("gpu tests", part_tests), ("training throughput", part_throughput),
              (f"{args.jobs} jobs sharing the device", part_concurrent),
              ("env step vs mujoco.rollout", part_env)]
-    if args.device == "cpu":
-        parts = parts[1:]  # the gpu tests skip without CUDA
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip() or "no git"
     sections = [f"# hflow GPU check\n\n{device}, {cores} cores, torch {torch.__version__}, "
-                f"task {args.task}{', quick (tiny nets)' if args.quick else ''}"]
+                f"task {args.task}{', quick (tiny nets)' if args.quick else ''}; hflow from "
+                f"{ROOT} ({commit})"]
     failed = False
     for title, part in parts:
         start = time.perf_counter()
