@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py [--out gpu_check.md]        # about 5-8 minutes on an H200
     python benchmarks/gpu_check.py --quick --device cpu         # the script itself, on a CPU
+    python benchmarks/gpu_check.py --parts concurrent,env       # some parts (a second call)
 
 Parts, each timed, each a section of one Markdown summary (written to --out and printed):
 1. `pytest -m gpu tests/test_gpu.py` (on a CPU they skip; on a GPU a skip fails the check):
@@ -14,7 +15,8 @@ Parts, each timed, each a section of one Markdown summary (written to --out and 
 4. hflow's batched env step next to a bare `mujoco.rollout` at K = 1, 16, 64
    (benchmarks/env_throughput.py).
 A part that fails is reported with its error and the check goes on; the exit code is 1 if
-any part failed.
+any part failed. The summary is rewritten after every part, so a check stopped by a time
+limit keeps the parts it finished; `--parts` runs the rest in another call.
 
 It runs from a checkout without `pip install`: every part imports this checkout's hflow (put
 first on PYTHONPATH), and the gpu tests are collected from tests/test_gpu.py alone, so a GPU
@@ -83,6 +85,7 @@ def part_throughput(args) -> str:
             rows.append(f"| {model} | {members} | {r['sps']:,.1f} | {members * r['sps']:,.0f} "
                         f"| {ms['env']:.2f} | {ms['act']:.2f} | {ms['low_update']:.2f} | "
                         f"{ms['high_update']:.2f} | {ms['other']:.2f} |")
+            print(rows[-1], flush=True)  # long part: each row as it comes
     return "\n".join(rows)
 
 
@@ -124,7 +127,17 @@ def main() -> int:
     parser.add_argument("--task", default="AntPushSingle")
     parser.add_argument("--quick", action="store_true",
                         help="tiny nets, few steps, small K: check the script, not the GPU")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, from {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--env-threads", type=int, default=os.cpu_count() or 1,
+                        help="threads stepping a job's envs (default: every core; on the "
+                             "reviewer's 16-core H200 node 16 beat 8 at K = 64)")
     args = parser.parse_args()
+    chosen = args.parts.split(",")
+    unknown = [p for p in chosen if p not in PARTS]
+    if unknown:
+        parser.error(f"--parts {args.parts!r}: unknown {', '.join(unknown)}; allowed: "
+                     f"{', '.join(PARTS)}")
     cores = os.cpu_count() or 1
     if args.quick:
         args.models, args.members, args.steps = ["hiro", "ours"], [1, 2], 10
@@ -132,19 +145,19 @@ def main() -> int:
     else:
         args.models, args.members, args.steps = ["hiro", "ours"], [1, 5, 16, 64], 150
         args.jobs, args.job_members, args.env_members, args.env_steps = 4, 5, [1, 16, 64], 200
-    args.env_threads = min(cores, 8)
 
     import torch
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    parts = [("gpu tests", part_tests), ("training throughput", part_throughput),
-             (f"{args.jobs} jobs sharing the device", part_concurrent),
-             ("env step vs mujoco.rollout", part_env)]
+    titles = {"tests": "gpu tests", "throughput": "training throughput",
+              "concurrent": f"{args.jobs} jobs sharing the device",
+              "env": "env step vs mujoco.rollout"}
+    parts = [(titles[name], PARTS[name]) for name in PARTS if name in chosen]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip() or "no git"
     sections = [f"# hflow GPU check\n\n{device}, {cores} cores, torch {torch.__version__}, "
                 f"task {args.task}{', quick (tiny nets)' if args.quick else ''}; hflow from "
-                f"{ROOT} ({commit})"]
+                f"{ROOT} ({commit}), {args.env_threads} env threads"]
     failed = False
     for title, part in parts:
         start = time.perf_counter()
@@ -154,10 +167,15 @@ def main() -> int:
             body, failed = f"FAILED: {type(err).__name__}: {err}", True
         sections.append(f"## {title} ({time.perf_counter() - start:.0f} s)\n\n{body}")
         print(sections[-1] + "\n", flush=True)
-    args.out.write_text("\n\n".join(sections) + "\n")
+        tmp = args.out.with_name(args.out.name + ".tmp")  # whole summaries only
+        tmp.write_text("\n\n".join(sections) + "\n")
+        os.replace(tmp, args.out)
     print(f"summary: {args.out}")
     return 1 if failed else 0
 
+
+PARTS = {"tests": part_tests, "throughput": part_throughput, "concurrent": part_concurrent,
+         "env": part_env}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -98,3 +98,25 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
                     "## 2 jobs sharing the device", "jobs at once",
                     "## env step vs mujoco.rollout", "K =   2"):
         assert section in summary, section
+
+
+def test_the_gpu_check_runs_the_parts_asked_for(tmp_path):
+    """`--parts` picks parts (a second call finishes a check cut short by a time limit); an
+    unknown part is a one-line error naming the allowed ones."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "env.md"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--device", "cpu",
+                           "--parts", "env", "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = out.read_text()
+    assert "## env step vs mujoco.rollout" in summary and "## training" not in summary
+    assert not list(tmp_path.glob("*.tmp"))
+    bad = subprocess.run([sys.executable, str(script), "--parts", "env,gpus"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "--parts 'env,gpus': unknown gpus; allowed: tests, throughput, concurrent, env" \
+        in bad.stderr
