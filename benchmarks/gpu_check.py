@@ -38,12 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
 
-def _checkout_env() -> dict:
-    """The environment every part runs in: this checkout's hflow before any installed one."""
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-
-
 def _worker_cmd(model: str, members: int, args, env_threads: int) -> list[str]:
     cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--worker", "--models", model,
            "--members", str(members), "--steps", str(args.steps), "--device", args.device,
@@ -63,7 +57,7 @@ def part_tests(args) -> str:
     # packages (rliable, pypdf), which a GPU machine may not have.
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "gpu", "-p",
                            "no:cacheprovider", str(ROOT / "tests" / "test_gpu.py")],
-                          capture_output=True, text=True, cwd=ROOT, env=_checkout_env())
+                          capture_output=True, text=True, cwd=ROOT)
     lines = done.stdout.strip().splitlines()
     said = [ln for ln in lines if ln.startswith(("FAILED", "ERROR", "SKIPPED"))]
     body = "\n".join([f"`{lines[-1] if lines else done.stderr[-300:]}`", *said])
@@ -79,7 +73,7 @@ def part_throughput(args) -> str:
     for model in args.models:
         for members in args.members:
             done = subprocess.run(_worker_cmd(model, members, args, args.env_threads),
-                                  capture_output=True, text=True, cwd=ROOT, env=_checkout_env())
+                                  capture_output=True, text=True, cwd=ROOT)
             r = _result(done)
             ms = r["ms_per_step"]
             rows.append(f"| {model} | {members} | {r['sps']:,.1f} | {members * r['sps']:,.0f} "
@@ -93,11 +87,10 @@ def part_concurrent(args) -> str:
     jobs, members = args.jobs, args.job_members
     threads = max(1, (os.cpu_count() or 1) // jobs)
     alone = _result(subprocess.run(_worker_cmd("hiro", members, args, threads),
-                                   capture_output=True, text=True, cwd=ROOT,
-                                   env=_checkout_env()))
+                                   capture_output=True, text=True, cwd=ROOT))
     procs = [subprocess.Popen(_worker_cmd("hiro", members, args, threads),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=_checkout_env()) for _ in range(jobs)]
+                              cwd=ROOT) for _ in range(jobs)]
     results = []
     for p in procs:
         out, err = p.communicate()
@@ -113,8 +106,7 @@ def part_env(args) -> str:
     done = subprocess.run([sys.executable, str(BENCH / "env_throughput.py"), "--task",
                            args.task, "--members", *map(str, args.env_members), "--threads",
                            str(args.env_threads), "--batch-steps", str(args.env_steps),
-                           "--repeats", "2"], capture_output=True, text=True, cwd=ROOT,
-                          env=_checkout_env())
+                           "--repeats", "2"], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1])
     return "```\n" + done.stdout.strip() + "\n```"
@@ -138,6 +130,9 @@ def main() -> int:
     if unknown:
         parser.error(f"--parts {args.parts!r}: unknown {', '.join(unknown)}; allowed: "
                      f"{', '.join(PARTS)}")
+    # Every part's subprocess imports this checkout's hflow, before any installed one.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [
+        os.environ.get("PYTHONPATH")])])
     cores = os.cpu_count() or 1
     if args.quick:
         args.models, args.members, args.steps = ["hiro", "ours"], [1, 2], 10
@@ -153,8 +148,11 @@ def main() -> int:
               "concurrent": f"{args.jobs} jobs sharing the device",
               "env": "env step vs mujoco.rollout"}
     parts = [(titles[name], PARTS[name]) for name in PARTS if name in chosen]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip() or "no git"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=ROOT).stdout.strip() or "no git"
+    except OSError:  # no git on the machine
+        commit = "no git"
     sections = [f"# hflow GPU check\n\n{device}, {cores} cores, torch {torch.__version__}, "
                 f"task {args.task}{', quick (tiny nets)' if args.quick else ''}; hflow from "
                 f"{ROOT} ({commit}), {args.env_threads} env threads"]
