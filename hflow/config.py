@@ -190,6 +190,10 @@ class LowLevelConfig(LevelConfig):
     zero_xy: bool | None = Field(
         None, description="low level does not see x, y; None: HIRO's setting for the robot's "
                           "subgoal config (ant: true, hiro_orig.gin; point: false, hiro_xy.gin)")
+    subgoal_reached_within: float = Field(
+        1.0, gt=0, description="a c-step segment whose final distance to its subgoal (the "
+                               "norm the intrinsic reward takes) is below this counts in "
+                               "metrics.csv's low_subgoal_reached; a metric, not training")
 
 
 class HierarchyConfig(Section):

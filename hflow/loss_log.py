@@ -10,24 +10,27 @@ import numpy as np
 import torch
 
 from hflow import HflowError
-from hflow.metrics import LOSSES, NonFiniteLossError
+from hflow.metrics import LOSSES, UPDATE_METRICS, NonFiniteLossError
 
 
 class LossLog:
-    """Every loss value since the last log point, kept on the device, one row per update.
+    """Every update metric since the last log point (UPDATE_METRICS: the losses and the relabel
+    accounting), kept on the device, one row per update.
 
-    Recording is one copy per loss and update (no per-step check: on a GPU a check would force
-    a sync every step). `check()` runs at log points and names the first non-finite step,
-    member and loss; `means()` gives the per-member means since the last `reset()`.
+    Recording is one copy per metric and update (no per-step check: on a GPU a check would
+    force a sync every step). `check()` runs at log points and names the first non-finite step,
+    member and loss (the losses only: an accounting share is NaN where it is undefined);
+    `means()` gives the per-member means since the last `reset()`, NaN values left out.
     """
 
     def __init__(self, members: int, device, capacity: int = 1024):
         self.members, self.device = members, device
-        self.values = {name: torch.empty(capacity, members, device=device) for name in LOSSES}
+        self.values = {name: torch.empty(capacity, members, device=device)
+                       for name in UPDATE_METRICS}
         self.reset()
 
     def reset(self) -> None:
-        self.steps: dict[str, list[int]] = {name: [] for name in LOSSES}
+        self.steps: dict[str, list[int]] = {name: [] for name in UPDATE_METRICS}
 
     def record(self, name: str, values: torch.Tensor, step: int) -> None:
         steps, rows = self.steps[name], self.values[name]
@@ -44,7 +47,8 @@ class LossLog:
             self.record(f"{level}_{name}", values, step)
 
     def check(self, seeds: list[int]) -> None:
-        for name, steps in self.steps.items():
+        for name in LOSSES:
+            steps = self.steps[name]
             if not steps:
                 continue
             bad = (~torch.isfinite(self.values[name][:len(steps)])).nonzero().cpu()
@@ -55,10 +59,11 @@ class LossLog:
                     f"step {steps[row]}; training stopped, the last good checkpoint is kept")
 
     def means(self) -> list[dict[str, float]]:
-        """Per member: {loss: mean since reset} (NaN where nothing was recorded)."""
+        """Per member: {metric: mean since reset over its non-NaN values} (NaN where there
+        were none)."""
         out = [{} for _ in range(self.members)]
         for name, steps in self.steps.items():
-            mean = self.values[name][:len(steps)].double().mean(dim=0).cpu().tolist() \
+            mean = self.values[name][:len(steps)].double().nanmean(dim=0).cpu().tolist() \
                 if steps else [math.nan] * self.members
             for k in range(self.members):
                 out[k][name] = mean[k]
@@ -97,7 +102,7 @@ class TensorBoardLog:
 
     def write(self, rows: list[dict], losses: LossLog) -> None:
         """rows: each member's newest metrics row; losses: before its reset."""
-        history = {name: losses.history(name) for name in LOSSES}
+        history = {name: losses.history(name) for name in UPDATE_METRICS}
         for k, (writer, row) in enumerate(zip(self.writers, rows, strict=True)):
             for column, value in row.items():
                 if column != "step" and value == value:  # NaN: nothing to show yet

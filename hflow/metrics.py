@@ -5,7 +5,13 @@ episodes of the undiscounted sum of extrinsic reward, which HIRO's code logs as
 `average_meta_reward`; its `average_reward` is the low level's intrinsic sum); eval_success
 (fraction of eval episodes whose final distance is below the task's threshold);
 eval_distance (mean final distance); train_return (mean extrinsic return of training
-episodes finished since the last row); losses averaged since the last row; steps_per_s (env
+episodes finished since the last row); the low level's own task over the training steps since
+the last row (LOW_LEVEL_METRICS: `low_intrinsic_reward`, its mean reward -||s + g - s'|| per
+env step; `low_subgoal_distance_left`, the summed distance to the subgoal at the end of each
+c-step segment over the summed distance at its start, 0 = every subgoal reached, 1 = no
+closer; `low_subgoal_reached`, the share of segments that end within
+`low.subgoal_reached_within` of their subgoal); the updates' losses and the relabel
+accounting (UPDATE_METRICS), averaged since the last row; steps_per_s (env
 steps per second of this run; a group of K seeds steps K times that); wall_s (seconds since
 the run started, resumes included). Tasks with several eval targets add
 `eval_reward_<target>`, `eval_success_<target>` and `eval_distance_<target>` per target
@@ -24,13 +30,18 @@ from pathlib import Path
 from hflow import HflowError
 from hflow.io import write_text
 
-# What each update logs (hflow.loss_log): the losses, then the relabelling's health
-# (HierarchicalAgent.relabel_health; high_round_trip_miss for flow low levels only).
-LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor", "high_relabel_shift",
-          "high_relabel_at_bound", "high_relabel_out_of_range", "high_saturated",
-          "high_round_trip_miss")
+# What each update logs (hflow.loss_log): the losses, which must stay finite, then what the
+# high level's relabel did (HierarchicalAgent.relabel_accounting), NaN where it is undefined
+# (no segment replaced; no flow inverse).
+LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor")
+RELABEL_METRICS = ("high_segments_relabelled", "high_segments_clipped", "high_segments_kept",
+                   "high_relabel_shift", "high_relabel_out_of_range", "high_relabelled_at_bound",
+                   "high_stored_round_trip_error", "high_saturated")
+UPDATE_METRICS = (*LOSSES, *RELABEL_METRICS)
+# The low level's own task, from the training steps (hflow.train.LowLevelTally).
+LOW_LEVEL_METRICS = ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached")
 METRIC_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance", "train_return",
-                  *LOSSES, "steps_per_s", "wall_s")
+                  *LOW_LEVEL_METRICS, *UPDATE_METRICS, "steps_per_s", "wall_s")
 TIMING_COLUMNS = ("steps_per_s", "wall_s")
 
 

@@ -93,9 +93,10 @@ class Run:
         step = trainer.step
         sps = (step - s0) / (now - t0) if step > s0 and now > t0 else float("nan")
         losses, returns = trainer.loss_log.means(), trainer.take_episode_returns()
+        low = trainer.low_tally.take()
         rows = [{"step": step, **{name: float(v[k]) for name, v in results.items()},
                  "train_return": float(np.mean(r)) if (r := returns[k]) else math.nan,
-                 **losses[k], "steps_per_s": sps, "wall_s": self._wall()}
+                 **low[k], **losses[k], "steps_per_s": sps, "wall_s": self._wall()}
                 for k in range(trainer.K)]
         self.files.append_metrics(rows, trainer.loss_log)
         trainer.loss_log.reset()

@@ -100,6 +100,44 @@ class Segment:
         }
 
 
+class LowLevelTally:
+    """The low level's own task since the last metrics row, per member, summed on the device
+    (no sync per step): its intrinsic reward per env step, and per c-step segment the distance
+    to the subgoal at the start (|g_t|: subgoals are relative) and at the end (|h(...)| after
+    the c-th step). Rows: hflow.metrics.LOW_LEVEL_METRICS."""
+
+    def __init__(self, members: int, device: torch.device, reached_within: float):
+        self.reached_within = reached_within
+        self.sums = torch.zeros(4, members, device=device)  # reward, start, end, reached
+        self.start = torch.zeros(members, device=device)
+        self.steps = self.segments = 0
+
+    def begin_segment(self, goal: torch.Tensor) -> None:
+        """goal [K, 1, lo]: the subgoal the segment starts with."""
+        self.start = torch.linalg.vector_norm(goal[:, 0], dim=-1)
+
+    def add_step(self, intrinsic_reward: torch.Tensor) -> None:
+        self.sums[0] += intrinsic_reward[:, 0, 0]
+        self.steps += 1
+
+    def end_segment(self, left: torch.Tensor) -> None:
+        """left [K, 1, lo]: what remains of the subgoal after the segment's last step."""
+        end = torch.linalg.vector_norm(left[:, 0], dim=-1)
+        self.sums[1:] += torch.stack([self.start, end, (end < self.reached_within).float()])
+        self.segments += 1
+
+    def take(self) -> list[dict[str, float]]:
+        """Per member, the metrics since the last call (NaN before any step), then reset."""
+        reward, start, end, reached = self.sums.double().cpu().numpy()
+        nan = np.full_like(reward, math.nan)
+        rows = {"low_intrinsic_reward": reward / self.steps if self.steps else nan,
+                "low_subgoal_distance_left": end / start if self.segments else nan,
+                "low_subgoal_reached": reached / self.segments if self.segments else nan}
+        self.sums.zero_()
+        self.steps = self.segments = 0
+        return [{name: float(v[k]) for name, v in rows.items()} for k in range(len(reward))]
+
+
 class Trainer:
     """K seeds of one configuration in lockstep: the loop (`advance`: act, step, store,
     learn) and its state (`state_dict`)."""
@@ -130,6 +168,7 @@ class Trainer:
         self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds],
                              cfg.train.env_threads)
         self.loss_log = LossLog(self.K, self.device)
+        self.low_tally = LowLevelTally(self.K, self.device, cfg.low.subgoal_reached_within)
         # the loop's state: set by each episode's start (`_begin_episode`) and segment
         self.step = 0
         self.state = self.goal = self.target = torch.empty(0)
@@ -177,6 +216,7 @@ class Trainer:
             self._begin_episode()
         if t % c == 0:
             self.segment = Segment(self.state, self.goal)
+            self.low_tally.begin_segment(self.goal)
 
         # -- the low level acts (exploration noise, clipped to the action bounds)
         if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
@@ -204,13 +244,16 @@ class Trainer:
             stored_next_goal = new_goal  # HIRO stores the goal the high level just chose
 
         # -- store: the low-level transition, and the segment once it has c steps
+        intrinsic = self.agent.intrinsic_reward(carried)
+        self.low_tally.add_step(intrinsic)
         self.low_buffer.add(
             obs=self.agent.low_input(self.state, self.goal)[:, 0], action=action[:, 0],
-            reward=self.agent.intrinsic_reward(carried)[:, 0],
+            reward=intrinsic[:, 0],
             next_obs=self.agent.low_input(next_state, stored_next_goal)[:, 0])
         self.segment.add(next_state, action, extras, reward[:, 0])
         self.episode_return += reward[:, 0]
         if segment_end:
+            self.low_tally.end_segment(carried)
             terminal = episode_end and cfg.hierarchy.high_episode_end == "terminal"
             self.high_buffer.add(**self.segment.transition(self.agent, self.target, terminal,
                                                             self._tensor))

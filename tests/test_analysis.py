@@ -198,7 +198,7 @@ def test_paired_differences_and_relabel_health(runs):
     )
 
     summary = aggregate(runs)
-    summary["high_relabel_at_bound"] = np.where(summary["model"] == "ours", 0.25, np.nan)
+    summary["high_segments_clipped"] = np.where(summary["model"] == "ours", 0.25, np.nan)
     figures = {"fig3": {"panels": [{"task": "AntPushSingle", "runs": [
         {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
     paired = paired_differences(summary, figures)
@@ -226,4 +226,4 @@ def test_tables_render_empty_when_no_run_has_a_final_point(runs, tmp_path):
     write_table2(empty, figures, tmp_path / "t.md", tmp_path / "t.tex")
     md = squeeze((tmp_path / "t.md").read_text())
     assert "| task | run | preset | steps | seeds | success: mean |" in md
-    assert "## Relabel health" in md and r"\begin{tabular}" in (tmp_path / "t.tex").read_text()
+    assert "## Relabel accounting" in md and r"\begin{tabular}" in (tmp_path / "t.tex").read_text()

@@ -49,7 +49,7 @@ def test_hiro_correction_finds_a_goal_closer_than_the_stale_one(tiny):
     # of the stale offset
     correction = HiroCorrection(8, 0.25)
     batch_.update(correction.draw(MemberRNG([0, 1], "correction"), batch, 2))
-    relabelled, unclipped = correction(agent, batch_)
+    relabelled, unclipped, _, _ = correction(agent, batch_)
     assert torch.equal(relabelled, unclipped.clamp(-10, 10))  # the point's subgoal bound
     err_new = (relabelled - true_goal)[..., :2].norm(dim=-1)
     err_old = (stale - true_goal)[..., :2].norm(dim=-1)
@@ -75,14 +75,16 @@ def ours_agent(tiny):
     return make
 
 
-def _segments(agent, cfg, batch=32, seed=0):
-    """Segments acted by the current low level (no noise) from known true goals."""
+def _segments(agent, cfg, batch=32, seed=0, true_goal=None):
+    """Segments acted by the current low level (no noise) from known true goals (drawn inside
+    the range unless given)."""
     gen = torch.Generator().manual_seed(seed)
     K, c, o, lo = 2, cfg.hierarchy.c, agent.obs_dim, agent.lo_dim
     # A random walk: rolled goals stay near the range, as in real segments.
     steps = torch.randn(K, batch, c + 1, o, generator=gen) * 0.05
     states = torch.randn(K, batch, 1, o, generator=gen) + steps.cumsum(dim=2)
-    true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.subgoal_bound
+    if true_goal is None:
+        true_goal = (2 * torch.rand(K, batch, lo, generator=gen) - 1) * 0.8 * agent.subgoal_bound
     actions, extras = [], []
     goal = true_goal
     for i in range(c):
@@ -106,11 +108,11 @@ def test_alg1_recovers_the_goal_that_produced_each_action(ours_agent, reduce, so
     states = batch["states"]
     stale = (2 * torch.rand_like(true_goal) - 1) * agent.subgoal_bound
     batch["goal"] = stale
-    out, _ = FlowInverseCorrection("alg1", reduce)(agent, batch)
+    out = FlowInverseCorrection("alg1", reduce)(agent, batch).goal
     d = agent.action_dim
     assert torch.allclose(out[..., :d], true_goal[..., :d], atol=1e-3)
     assert torch.equal(out[..., d:], stale[..., d:])  # elements beyond d keep stored values
-    delta, _ = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch)
+    delta = FlowInverseCorrection("alg1", reduce, rest="delta_s")(agent, batch).goal
     s_lo = agent.subgoal_part(states)
     delta_s, scale = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:], agent.subgoal_bound[d:]
     assert torch.allclose(delta[..., :d], out[..., :d])
@@ -121,11 +123,11 @@ def test_alg2_recovers_the_goal_when_the_stored_goal_is_true(ours_agent):
     cfg, agent = ours_agent()
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
-    out, _ = FlowInverseCorrection("alg2", "mean")(agent, batch)
+    out = FlowInverseCorrection("alg2", "mean")(agent, batch).goal
     assert torch.allclose(out, true_goal, atol=1e-3)
     # With a stale goal the recomputed condition differs: alg2 is not alg1.
     batch["goal"] = true_goal.flip(1)
-    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch)[0]
+    assert not torch.allclose(FlowInverseCorrection("alg2", "first")(agent, batch).goal
                               [..., :8], true_goal[..., :8], atol=1e-2)
 
 
@@ -144,7 +146,7 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
                               MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
     batch["goal"] = true_goal
-    relabelled, _ = FlowInverseCorrection(inverse, "first")(agent, batch)
+    relabelled = FlowInverseCorrection(inverse, "first")(agent, batch).goal
     actor = agent.low.actor
     with torch.no_grad():
         if inverse == "alg1":
@@ -182,37 +184,118 @@ def test_stored_fdgm_output_inverts_to_the_stored_goal_beyond_the_squash(ours_ag
     batch, true_goal = _segments(agent, cfg)
     assert batch["fdgm_output"].abs().min() > 7.25  # every output is past the squash's reach
     batch["goal"] = true_goal
-    out, unclipped = FlowInverseCorrection("alg1", reduce)(agent, batch)
+    out, unclipped, _, _ = FlowInverseCorrection("alg1", reduce)(agent, batch)
     assert torch.allclose(unclipped, true_goal, atol=1e-3)  # exact, not merely in range
     # The executed action has lost the goal: every action is at +-a_max.
     agent.low.actor.relabel_from = "executed_action"
-    lost, _ = FlowInverseCorrection("alg1", reduce)(agent, batch)
+    lost = FlowInverseCorrection("alg1", reduce)(agent, batch).goal
     assert (lost - true_goal)[..., :8].abs().amax() > 1
 
 
-def test_relabel_health_sees_a_saturated_low_level_and_its_failed_round_trip(ours_agent):
+def test_relabel_accounting_sees_a_saturated_low_level(ours_agent):
     cfg, agent = ours_agent("ours")
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
-    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch)
-    healthy = agent.relabel_health(batch, goal, unclipped)
-    assert (healthy["saturated"] == 0).all() and (healthy["round_trip_miss"] == 0).all()
+    healthy = agent.relabel_accounting(batch, FlowInverseCorrection("alg1", "first")(agent, batch))
+    assert (healthy["saturated"] == 0).all() and (healthy["segments_relabelled"] == 1).all()
     assert (healthy["relabel_shift"] < 1e-3).all()
+    assert (healthy["stored_round_trip_error"] < 1e-4).all()
 
     _saturate(agent)
     batch, true_goal = _segments(agent, cfg)
     batch["goal"] = true_goal
-    stored = agent.relabel_health(batch, *FlowInverseCorrection("alg1", "first")(
-        agent, batch))
+    stored = agent.relabel_accounting(batch, FlowInverseCorrection("alg1", "first")(agent, batch))
     assert (stored["saturated"] == 1).all()  # every action element at the squash's end
-    assert (stored["round_trip_miss"] == 0).all()  # a_rnvp still inverts exactly
+    assert (stored["relabel_shift"] < 1e-3).all()  # a_rnvp still inverts exactly
     agent.low.actor.relabel_from = "executed_action"
-    goal, unclipped = FlowInverseCorrection("alg1", "first")(agent, batch)
-    executed = agent.relabel_health(batch, goal, unclipped)
-    assert (executed["round_trip_miss"] == 1).all()
+    executed = agent.relabel_accounting(batch, FlowInverseCorrection("alg1", "first")(
+        agent, batch))
     assert (executed["relabel_out_of_range"] > 0.5).all()  # counted before the clip
-    assert torch.equal(executed["relabel_at_bound"], executed["relabel_out_of_range"])
+    assert (executed["segments_clipped"] > 0.5).all()
     assert (executed["relabel_shift"] > 1).all()
+
+
+def _outside(agent, cfg, elements: list[int], segments=32):
+    """Segments from true goals of which `elements[b % len]` goal elements (among the flow's
+    first d) lie at 1.5 x the bound; the others at 0.5 x. Returns the batch (stored goal: a
+    stale in-range one) and the out-of-range mask [K, B, lo]."""
+    K, lo, d = 2, agent.lo_dim, agent.action_dim
+    outside = torch.zeros(K, segments, lo, dtype=torch.bool)
+    for b in range(segments):
+        outside[:, b, :elements[b % len(elements)]] = True
+    scale = torch.where(outside, 1.5, 0.5)
+    sign = torch.where(torch.arange(lo) % 2 == 0, 1.0, -1.0)
+    batch, _ = _segments(agent, cfg, segments, true_goal=scale * sign * agent.subgoal_bound)
+    gen = torch.Generator().manual_seed(7)
+    batch["goal"] = (2 * torch.rand(K, segments, lo, generator=gen) - 1) * 0.9 * \
+        agent.subgoal_bound
+    assert not outside[..., d:].any()
+    return batch, outside
+
+
+@pytest.mark.parametrize("outside_range", ["clip", "keep"])
+def test_relabel_accounting_counts_every_segment_once(ours_agent, outside_range):
+    """A batch whose inverses are known: segments with 0, 1 (mixed within the segment) and 3
+    goal elements outside the range. Every count follows from the batch alone."""
+    cfg, agent = ours_agent("ours")
+    batch, outside = _outside(agent, cfg, [0, 0, 1, 3])  # 1/2 in range, 1/4 one out, 1/4 three
+    relabel = FlowInverseCorrection("alg1", "first", outside=outside_range)(agent, batch)
+    got = agent.relabel_accounting(batch, relabel)
+    lo = agent.lo_dim
+    assert torch.equal(relabel.raw.abs() > agent.subgoal_bound, outside)  # the premise
+    assert torch.equal(got["segments_relabelled"], torch.full((2,), 0.5))
+    moved = 0.5 if outside_range == "clip" else 0.0
+    assert torch.equal(got["segments_clipped"], torch.full((2,), moved))
+    assert torch.equal(got["segments_kept"], torch.full((2,), 0.5 - moved))
+    assert torch.allclose(got["relabel_out_of_range"], torch.full((2,), (1 + 3) / 4 / lo))
+    # at the bound among replaced segments: the clipped elements (none in range sit there)
+    replaced = 32 * (0.5 + moved)
+    at_bound = 8 * (1 + 3) if outside_range == "clip" else 0
+    assert torch.allclose(got["relabelled_at_bound"], torch.full((2,), at_bound / replaced / lo))
+    assert (got["stored_round_trip_error"] < 1e-4).all()
+    kept = ~relabel.replaced
+    assert torch.equal(relabel.goal[kept], batch["goal"][kept])  # the fallback keeps the goal
+
+
+def test_relabel_accounting_of_hiro_and_no_correction(ours_agent):
+    """HIRO's correction keeps a segment when it picks the stored goal (candidate 0); no
+    correction keeps every segment and replaces none, so its at-bound share is undefined."""
+    from hflow.agents.corrections import NoCorrection
+    cfg, agent = ours_agent("ours")
+    batch, true_goal = _segments(agent, cfg)
+    batch["goal"] = true_goal  # the stored goal explains the actions best
+    hiro = HiroCorrection(8, 0.5)
+    batch.update(hiro.draw(MemberRNG([0, 1], "correction"), 32, agent.lo_dim))
+    batch["candidate_noise"][:, :16] = 5.0  # far candidates: the stored goal must win there
+    relabel = hiro(agent, batch)
+    got = agent.relabel_accounting(batch, relabel)
+    assert not relabel.replaced[:, :16].any()
+    assert torch.equal(got["segments_kept"], 1 - relabel.replaced.float().mean(1))
+    assert (got["segments_kept"] >= 0.5).all()
+    assert "stored_round_trip_error" not in got
+    none = agent.relabel_accounting(batch, NoCorrection()(agent, batch))
+    assert (none["segments_kept"] == 1).all() and (none["segments_relabelled"] == 0).all()
+    assert none["relabelled_at_bound"].isnan().all()
+
+
+def test_the_stored_round_trip_sees_a_wrong_stored_value_the_fresh_one_did_not(ours_agent):
+    """A stored a_rnvp far past what the flow produces (a corrupted replay, or an overflowed
+    flow) cannot be inverted in float32: the round trip on the stored value misses it. The
+    round trip the project logged before (act afresh at the stored goal, invert that) reads
+    nothing stored and stays exact."""
+    cfg, agent = ours_agent("ours")
+    batch, true_goal = _segments(agent, cfg)
+    batch["goal"] = true_goal
+    wrong = 3e7 * torch.linspace(1, 2.7, 8)  # float32 keeps ~7 digits: steps of 2 to 4
+    batch["fdgm_output"][:, :4, 0] = wrong  # four segments' stored outputs at step t
+    got = agent.relabel_accounting(batch, FlowInverseCorrection("alg1", "first")(agent, batch))
+    assert (got["stored_round_trip_error"] > 0.1).all()
+    actor = agent.low.actor
+    with torch.no_grad():  # the old, fresh round trip: f^-1(f(g)) at today's policy
+        obs = agent.low_input(batch["states"][:, :, 0], batch["goal"])
+        action, extras = actor.act(obs)
+        fresh = actor.invert(actor.relabel_source(action, extras), extras["cond"])
+    assert (fresh - batch["goal"][..., :8]).abs().amax() < 1e-3
 
 
 def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_agent):
@@ -226,8 +309,8 @@ def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_ag
     d = agent.action_dim
     # Push half the segments' stored outputs far out: their inverse leaves the range.
     batch["fdgm_output"][:, ::2] *= 50
-    clipped, raw = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch)
-    kept, raw_kept = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch)
+    clipped, raw, _, _ = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch)
+    kept, raw_kept, _, _ = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch)
     assert torch.equal(raw, raw_kept)
     outside = (raw.abs() > agent.subgoal_bound).any(dim=-1)
     assert outside[:, ::2].float().mean() > 0.5 and not outside[:, 1::2].any()  # the premise
@@ -235,7 +318,3 @@ def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_ag
     assert torch.equal(kept[~outside], clipped[~outside])
     assert torch.allclose(kept[:, 1::2, :d], true_goal[:, 1::2, :d], atol=1e-3)
     assert (clipped[outside].abs() == agent.subgoal_bound.expand_as(raw)[outside]).any(-1).all()
-    health = agent.relabel_health(batch, kept, raw_kept)
-    assert torch.equal(health["relabel_out_of_range"],
-                       agent.relabel_health(batch, clipped, raw)["relabel_out_of_range"])
-    assert (health["relabel_at_bound"] < health["relabel_out_of_range"]).all()

@@ -315,7 +315,7 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
     for task, model, hi, lo in runs:
         assert f"| {task} | {model}_{hi}_{lo} |" in table
-    assert "## Relabel health" in table and "## Paired differences" in table
+    assert "## Relabel accounting" in table and "## Paired differences" in table
 
 
 @pytest.mark.slow

@@ -277,6 +277,9 @@ def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch)
         for col in ("eval_reward", "low_critic", "low_actor", "high_critic", "high_actor"):
             assert last[col] == last[col] and abs(last[col]) < 1e6, (model, col, last[col])
         assert (last["high_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
+        assert (last["high_segments_kept"] < 1) == PRESETS[model].off_policy_correction
+        for col in ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached"):
+            assert np.isfinite(last[col]), (model, col)
 
 
 def _weights(run, member):
@@ -300,3 +303,53 @@ def test_k_members_match_separate_runs(tiny, tmp_path):
         for rg, ra in zip(rows_g, rows_a, strict=True):
             for col in ("eval_reward", "train_return", "low_critic", "high_critic"):
                 assert np.isclose(rg[col], ra[col], rtol=1e-4, equal_nan=True), (seed, col)
+
+
+def test_the_low_levels_own_metrics_of_a_scripted_low_level(tiny, tmp_path, monkeypatch):
+    """A low level that never moves under a high level that alternates the subgoals (3, 4)
+    and (0.3, 0.4): every step's intrinsic reward is minus the goal's size, no segment gets
+    closer (distance left 1), and one in two ends within 1.0 of its subgoal. (The point's
+    reset velocity drifts it by millimetres: hence the tolerance.)"""
+    goals = iter(torch.tensor([[3.0, 4.0], [0.3, 0.4]]).repeat(10_000, 1))
+
+    def scripted_high(self, inputs):
+        return {"goal": next(goals).expand(inputs["state"].shape[0], 1, 2).clone()}
+
+    def still_low(self, inputs):
+        return {"action": torch.zeros(inputs["state"].shape[0], 1, 2)}
+
+    monkeypatch.setattr(HierarchicalAgent, "explore_high", scripted_high)
+    monkeypatch.setattr(HierarchicalAgent, "explore_low", still_low)
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": 400},
+                  sets=tiny("hiro", ["task.name=PointMazeSingle", "train.eval_every=200"]))
+    Run(cfg, tmp_path, progress=False).run()
+    for seed in (0, 1):
+        rows = read_metrics(tmp_path / f"seed{seed}" / "metrics.csv")
+        assert np.isnan(rows[0]["low_intrinsic_reward"])  # step 0: nothing yet
+        for row in rows[1:]:
+            assert row["low_intrinsic_reward"] == pytest.approx(-(5.0 + 0.5) / 2, abs=5e-3)
+            assert row["low_subgoal_distance_left"] == pytest.approx(1.0, abs=5e-3)
+            assert row["low_subgoal_reached"] == 0.5
+
+
+def test_the_low_level_tally_of_known_segments():
+    """Two members, three segments: the tally's rows follow the definitions."""
+    from hflow.train import LowLevelTally
+
+    tally = LowLevelTally(2, torch.device("cpu"), reached_within=1.0)
+    # member 0 gets half way twice, then within 1.0; member 1 reaches the second and third
+    for start, end in (((4.0, 2.0), (2.0, 2.0)), ((2.0, 0.5), (1.0, 0.0)),
+                       ((2.0, 0.5), (0.5, 0.2))):
+        tally.begin_segment(torch.tensor([[[start[0], 0.0]], [[start[1], 0.0]]]))
+        for _ in range(2):
+            tally.add_step(-torch.tensor([[[start[0]]], [[start[1]]]]))
+        tally.end_segment(torch.tensor([[[end[0], 0.0]], [[0.0, end[1]]]]))
+    first, second = tally.take()
+    assert first == {"low_intrinsic_reward": pytest.approx(-8 / 3),
+                     "low_subgoal_distance_left": pytest.approx(3.5 / 8),
+                     "low_subgoal_reached": pytest.approx(1 / 3)}
+    assert second == {"low_intrinsic_reward": pytest.approx(-1.0),
+                      "low_subgoal_distance_left": pytest.approx(2.2 / 3.0),
+                      "low_subgoal_reached": pytest.approx(2 / 3)}
+    assert all(np.isnan(v) for v in tally.take()[0].values())  # reset: nothing since

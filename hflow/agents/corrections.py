@@ -5,8 +5,10 @@ One interface, three pieces: `none` (keep the stored goal; LSP, Ma et al.), `hir
 paper's exact inverse of the flow, Algorithms 1 and 2). A batch holds c-step segments:
 states [K, B, c+1, obs], actions [K, B, c, a], goal [K, B, lo] and the low level's stored
 extras (the flow condition `cond` [K, B, c, z] and output `fdgm_output` [K, B, c, d]).
-A correction returns the relabelled goals clipped to the subgoal range and the same before
-clipping, [K, B, lo] each: how often a relabel leaves the range is a health metric.
+A correction returns a `Relabel`: the goals the high level trains on (inside the subgoal range),
+the correction's own result before clipping or fallback, which segments took the correction's
+goal (the others keep their stored goal), and for the flow the round trip on the stored values;
+hflow.agents.hiro counts them per segment (the relabel accounting in metrics.csv).
 
 A correction is a function of its batch: HIRO's random candidates come in it, drawn by the loop
 with `draw` (the others draw nothing), so it can run inside a captured step.
@@ -17,7 +19,7 @@ level's input and the two bounds; it does not import the agent.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -52,7 +54,14 @@ def goal_offsets(low: LowLevelView, states: torch.Tensor) -> torch.Tensor:
     return s[..., :1, :] - s
 
 
-Relabel = tuple[torch.Tensor, torch.Tensor]  # (clipped, before clipping)
+class Relabel(NamedTuple):
+    """What a correction did to a batch of segments."""
+
+    goal: torch.Tensor  # [K, B, lo] what the high level trains on, inside the subgoal range
+    raw: torch.Tensor  # [K, B, lo] the correction's own result, before clipping or fallback
+    replaced: torch.Tensor  # [K, B] bool: the segment took the correction's goal (clipped
+    # or not); False: it kept its stored goal
+    round_trip: torch.Tensor | None = None  # [K, B] flow: max |f(g~_t; cond_t) - stored_t|
 
 
 class NoCorrection:
@@ -60,7 +69,9 @@ class NoCorrection:
         return {}
 
     def __call__(self, low: LowLevelView, batch) -> Relabel:
-        return batch["goal"], batch["goal"]
+        goal = batch["goal"]
+        return Relabel(goal, goal, torch.zeros(goal.shape[:-1], dtype=torch.bool,
+                                               device=goal.device))
 
 
 class HiroCorrection:
@@ -98,7 +109,9 @@ class HiroCorrection:
         cands = clip_to_bound(raw, low.subgoal_bound)
         best = self.score(low, states, actions, cands).argmax(dim=-1)  # [K, B]
         index = best[..., None, None].expand(-1, -1, 1, goal.shape[-1])
-        return cands.gather(2, index).squeeze(2), raw.gather(2, index).squeeze(2)
+        # candidate 0 is the stored goal: picking it keeps the segment as it was
+        return Relabel(cands.gather(2, index).squeeze(2), raw.gather(2, index).squeeze(2),
+                       best != 0)
 
 
 class FlowInverseCorrection:
@@ -114,7 +127,8 @@ class FlowInverseCorrection:
     candidate s_{t+c} - s_t (`rest='delta_s'`). A relabel outside the subgoal range means no
     goal the high level can set reproduces the stored output today: it is clipped to the
     range (`outside='clip'`) or the segment keeps its stored goal (`outside='keep'`); either
-    way the unclipped relabel is returned, so the health metrics count it.
+    way the unclipped relabel is returned, so the accounting counts it. The round trip
+    f(g~_t; cond_t) against the stored value at t checks the inverse on what was stored.
     """
 
     def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep",
@@ -149,10 +163,13 @@ class FlowInverseCorrection:
             tail = (s_lo[:, :, -1] - s_lo[:, :, 0])[..., d:]
         relabelled = torch.cat([head, tail], dim=-1)
         clipped = clip_to_bound(relabelled, low.subgoal_bound)
+        replaced = torch.ones(goal.shape[:-1], dtype=torch.bool, device=goal.device)
         if self.outside == "keep":
-            outside = (relabelled.abs() > low.subgoal_bound).any(dim=-1, keepdim=True)
-            clipped = torch.where(outside, goal, clipped)
-        return clipped, relabelled
+            replaced = ~(relabelled.abs() > low.subgoal_bound).any(dim=-1)
+            clipped = torch.where(replaced.unsqueeze(-1), clipped, goal)
+        redone = actor.reproduce(inverted[:, :, 0], cond[:, :, 0])
+        round_trip = (redone - stored[:, :, 0]).abs().amax(dim=-1)
+        return Relabel(clipped, relabelled, replaced, round_trip)
 
 
 def build_correction(name: str, cfg) -> NoCorrection | HiroCorrection | FlowInverseCorrection:

@@ -123,18 +123,16 @@ class FlowActor(nn.Module):
         x = self.flow.inverse(y, cond)
         return x * self.subgoal_bound if self.scale_goals else x
 
+    def reproduce(self, goal_head: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """`invert`'s way back: what the flow gives for the goal elements g_{1:d} under
+        `cond`, in the units `invert` takes (a_rnvp, or the noise-free executed action)."""
+        x = goal_head / self.subgoal_bound if self.scale_goals else goal_head
+        y, _ = self.flow(x, cond)
+        return y if self.relabel_from == "fdgm_output" else squash(y, self.action_bound)
+
     def relabel_source(self, action: torch.Tensor, extras: dict) -> torch.Tensor:
         """What `invert` takes, from an action and its extras (stored or fresh)."""
         return extras["fdgm_output"] if self.relabel_from == "fdgm_output" else action
-
-    @torch.no_grad()
-    def round_trip_error(self, obs: torch.Tensor) -> torch.Tensor:
-        """Same policy, no noise: act at obs = [s, g], invert what the relabelling inverts,
-        and return max_i |g~_i - g_i| over the flow's goal elements, [K, B]."""
-        action, extras = self.act(obs)
-        goal = obs[..., self.state_dim:self.state_dim + self.flow_dim]
-        recovered = self.invert(self.relabel_source(action, extras), extras["cond"])
-        return (recovered - goal).abs().amax(dim=-1)
 
     def extras_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"cond": (self.cond_dim,), "fdgm_output": (self.flow_dim,)}

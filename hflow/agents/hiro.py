@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hflow.agents.corrections import build_correction
+from hflow.agents.corrections import Relabel, build_correction
 from hflow.agents.flow_actor import FlowActor
 from hflow.agents.td3 import TD3
 from hflow.bounds import clip_to_bound
@@ -31,10 +31,6 @@ def explore(value: torch.Tensor, noise: torch.Tensor, sigma: float,
             bound: torch.Tensor) -> torch.Tensor:
     """Gaussian exploration (HIRO): value + sigma * noise, clipped to +-bound."""
     return clip_to_bound(value + sigma * noise, bound)
-
-
-# A round trip g -> a_rnvp -> g~ that misses g by this much in some element counts as a miss.
-ROUND_TRIP_TOLERANCE = 1e-3
 
 
 class MLPActor(nn.Module):
@@ -153,34 +149,44 @@ class HierarchicalAgent(nn.Module):
     def high_critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """batch: sampled segments, TD3's target noise and the correction's draws. The
         segments' goals are relabelled for today's low level, then the high critic learns
-        with the relabelled goal as its action; the relabel's health is logged beside."""
-        goal, unclipped = self.correction(self, batch)
-        health = self.relabel_health(batch, goal, unclipped)  # before the update changes mu_lo
-        return {**self.high.critic_step({**batch, "action": goal}), **health}
+        with the relabelled goal as its action; what the relabel did is logged beside."""
+        relabel = self.correction(self, batch)
+        accounting = self.relabel_accounting(batch, relabel)  # before the update changes mu_lo
+        return {**self.high.critic_step({**batch, "action": relabel.goal}), **accounting}
 
     @torch.no_grad()
-    def relabel_health(self, batch: dict, goal: torch.Tensor,
-                       unclipped: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per member [K], on the sampled segments: how far the correction moved goals
-        (`relabel_shift`), the share of relabelled goal elements at the subgoal bound and
-        outside it before clipping, the share of the low level's own (noise-free) action
-        elements at s_t, g_t where the squash saturates (`saturated`), and for a flow the
-        share of segments whose same-policy, noise-free round trip g -> a_rnvp (or a) -> g~
-        misses g by ROUND_TRIP_TOLERANCE or more in some element (`round_trip_miss`)."""
-        bound = self.subgoal_bound
+    def relabel_accounting(self, batch: dict, relabel: Relabel) -> dict[str, torch.Tensor]:
+        """Per member [K], over the sampled segments. Each segment is counted once: its goal
+        was replaced by the correction's result as it came (`segments_relabelled`), replaced
+        by that result clipped into the subgoal range (`segments_clipped`), or it kept its
+        stored goal (`segments_kept`: a fallback, HIRO picking the stored candidate, or no
+        correction). Beside them: `relabel_shift` (mean |goal - stored goal|),
+        `relabel_out_of_range` (share of the correction's goal elements outside the range
+        before clipping or fallback), `relabelled_at_bound` (share of goal elements at the
+        bound among replaced segments; NaN when none was), `saturated` (share of the low
+        level's noise-free action elements at s_t, g_t in the squash's saturated end) and,
+        for the flow's inverse, `stored_round_trip_error` (mean over the replaced segments of
+        max |f(g~_t; cond_t) - stored value at t| with g~_t before clipping: the inverse
+        checked on what was stored; NaN when none was replaced)."""
+        bound, goal, replaced = self.subgoal_bound, relabel.goal, relabel.replaced
+        outside = relabel.raw.abs() > bound
+        exact = replaced & ~outside.any(dim=-1)
         obs = self.low_input(batch["states"][:, :, 0], batch["goal"])
-        action = self.low.actor(obs)
-        saturated = (action / self.action_bound).abs() > 1 - self.cfg.flow.squash_eps
-        health = {
+        saturated = (self.low.actor(obs) / self.action_bound).abs() > 1 - self.cfg.flow.squash_eps
+        at_bound = ((goal.abs() >= bound) & replaced.unsqueeze(-1)).float().sum(dim=(1, 2))
+        accounting = {
             "relabel_shift": torch.linalg.vector_norm(goal - batch["goal"], dim=-1).mean(1),
-            "relabel_at_bound": (goal.abs() >= bound).float().mean(dim=(1, 2)),
-            "relabel_out_of_range": (unclipped.abs() > bound).float().mean(dim=(1, 2)),
+            "segments_relabelled": exact.float().mean(1),
+            "segments_clipped": (replaced & ~exact).float().mean(1),
+            "segments_kept": (~replaced).float().mean(1),
+            "relabel_out_of_range": outside.float().mean(dim=(1, 2)),
+            "relabelled_at_bound": at_bound / (replaced.float().sum(1) * goal.shape[-1]),
             "saturated": saturated.float().mean(dim=(1, 2)),
         }
-        if isinstance(self.low.actor, FlowActor):
-            miss = self.low.actor.round_trip_error(obs) >= ROUND_TRIP_TOLERANCE
-            health["round_trip_miss"] = miss.float().mean(dim=1)
-        return health
+        if relabel.round_trip is not None:
+            error = torch.where(replaced, relabel.round_trip, 0.0).sum(1)
+            accounting["stored_round_trip_error"] = error / replaced.float().sum(1)
+        return accounting
 
     def mutable_tensors(self) -> list[torch.Tensor]:
         """Every tensor an update changes: networks, target networks, optimizer moments."""

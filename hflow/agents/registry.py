@@ -21,9 +21,10 @@ _FLOW_NETS = {"high.actor": [180, 180], "high.critic": [180, 180], "low.actor": 
 # "Relabelling"): the FDGM part's log-density in L_rnvp and a pre-squash penalty.
 _OURS = {"low.policy": "flow", "flow.condition": "action", "flow.log_density_weight": 0.01,
          "flow.presquash_penalty": 0.01, **_FLOW_NETS}
-# Its relabelling (Algorithms 1 and 2): where no in-range goal reproduces a stored output,
-# the segment keeps its goal instead of taking the clipped inverse (docs/interpretation.md).
-_OURS_FLOW = {**_OURS, "hierarchy.correction": "flow", "flow.outside_range": "keep"}
+# Its relabelling (Algorithms 1 and 2). Where no in-range goal reproduces a stored output the
+# paper says nothing; HIRO clips its candidates into the range, so the inverse is clipped too
+# (flow.outside_range's default; docs/interpretation.md). The other reading is a control.
+_OURS_FLOW = {**_OURS, "hierarchy.correction": "flow"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ours_hiro_corrected", "ours_hiro_corrected", "",
            "control: ours with HIRO's 10-candidate correction instead of the flow's inverse",
            {**_OURS, "hierarchy.correction": "hiro"}),
+    Preset("ours_keep_outside", "ours_keep_outside", "",
+           "control: ours whose segments keep their stored goal where the inverse leaves the "
+           "subgoal range (flow.outside_range = keep) instead of taking it clipped",
+           {**_OURS_FLOW, "flow.inverse": "alg1", "flow.outside_range": "keep"}),
 )}
 
 

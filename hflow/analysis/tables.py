@@ -3,12 +3,12 @@ probability that the paper's model improves on its baseline in each figure.
 
 Results: one row per (task, run): the final success rate and average reward at the last
 evaluation all seeds reached, as mean and IQM over seeds with 95% stratified-bootstrap CIs
-(rliable). Relabel health: the same runs' relabelling diagnostics over the last evaluation
-interval, mean over seeds. Paired differences: in each panel, the paper's model minus every
-other run at the same seeds, final success, mean with its bootstrap CI. Improvement: per
-figure, for each run of the paper's model and its baseline in the same panels (HIRO or LSP
-with the same lo; Fig. 5's variant), rliable's probability of improvement P(ours >
-baseline) of the final average reward, over the panels' tasks.
+(rliable). Relabel accounting: what the same runs' corrections did per sampled segment over
+the last evaluation interval, mean over seeds. Paired differences: in each panel, the paper's
+model minus every other run at the same seeds, final success, mean with its bootstrap CI.
+Improvement: per figure, for each run of the paper's model and its baseline in the same
+panels (HIRO or LSP with the same lo; Fig. 5's variant), rliable's probability of improvement
+P(ours > baseline) of the final average reward, over the panels' tasks.
 """
 
 from __future__ import annotations
@@ -49,17 +49,24 @@ def results(summary: pd.DataFrame) -> pd.DataFrame:
                                        "reward"])
 
 
-HEALTH = {"high_relabel_shift": "shift", "high_relabel_at_bound": "at bound",
-          "high_relabel_out_of_range": "out of range", "high_saturated": "saturated",
-          "high_round_trip_miss": "round-trip miss"}
-HEALTH_CAPTION = ("Relabel health over the last evaluation interval, mean over seeds (metrics.csv "
-                  "columns; docs/interpretation.md): mean distance between stored and "
-                  "relabelled goals, share of relabelled goal elements at the subgoal bound and "
-                  "outside it before clipping, share of the low level's noise-free action "
-                  "elements in the saturated squash, and (flow low levels) share of segments "
-                  "whose same-policy, noise-free round trip misses the goal by 1e-3 or more. "
-                  "'-': not logged (the round trip of an MLP low level, which has none, or a "
-                  "column newer than the code that trained the run).")
+HEALTH = {"high_segments_relabelled": "relabelled", "high_segments_clipped": "clipped",
+          "high_segments_kept": "kept", "high_relabel_shift": "shift",
+          "high_relabel_out_of_range": "out of range",
+          "high_relabelled_at_bound": "at bound (replaced)",
+          "high_stored_round_trip_error": "stored round trip", "high_saturated": "saturated"}
+HEALTH_CAPTION = ("Relabel accounting over the last evaluation interval, mean over seeds "
+                  "(metrics.csv columns; docs/interpretation.md). Each sampled segment counts "
+                  "once: its goal replaced by the correction's result as it came (relabelled), "
+                  "by that result clipped into the subgoal range (clipped), or left as stored "
+                  "(kept: the flow's `outside_range=keep` fallback, HIRO picking the stored "
+                  "candidate, or no correction). Then: mean distance between stored and "
+                  "training goals; share of the correction's goal elements outside the range "
+                  "before clipping or fallback; share of goal elements at the bound among "
+                  "replaced segments; for the flow's inverse, the mean max error of "
+                  "f(g~; stored condition) against the stored value on the relabelled "
+                  "segments; share of the low level's noise-free action elements in the "
+                  "saturated squash. '-': not defined for the run (no segment replaced, no "
+                  "flow inverse) or a column newer than the code that trained it.")
 PAIRED_CAPTION = (f"Paired differences at the same seeds: final success of the paper's model "
                   f"minus the other run's, per panel (its evaluation target), mean over seeds "
                   f"with its {LEVEL:.0%} bootstrap CI (rliable, over seeds). With 5 seeds the "
@@ -280,7 +287,7 @@ def write_table2(summary: pd.DataFrame, figures: dict, md_path: str | Path,
           + results_markdown(table) + "\n\n"
           + ("## Success at each evaluation target\n\n" + TARGETS_CAPTION + "\n\n"
              + target_markdown(per_target) + "\n\n" if not per_target.empty else "")
-          + "## Relabel health\n\n" + HEALTH_CAPTION + "\n\n"
+          + "## Relabel accounting\n\n" + HEALTH_CAPTION + "\n\n"
           + health_markdown(health_results(summary)) + "\n\n"
           + ("## Paired differences\n\n" + PAIRED_CAPTION + "\n\n" + paired_markdown(paired)
              + "\n\n" if not paired.empty else "")
