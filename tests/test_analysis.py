@@ -11,7 +11,14 @@ from pypdf import PdfReader
 from hflow import HflowError
 from hflow.analysis.aggregate import aggregate
 from hflow.analysis.figures import plot_figure
-from hflow.analysis.stats import curves, final_point, mean_and_iqm, probability_of_improvement
+from hflow.analysis.stats import (
+    curves,
+    final_scores,
+    is_finding,
+    mean_and_iqm,
+    probability_of_improvement,
+    sign_flip_p,
+)
 from hflow.analysis.tables import improvements, results, write_table2
 from hflow.cli import main
 from hflow.metrics import MetricsCSV
@@ -78,12 +85,35 @@ def test_aggregate_is_tidy_and_labelled(runs):
         aggregate(runs + runs[:1])
 
 
-def test_final_point_is_the_last_step_all_seeds_reached(runs):
-    final = final_point(aggregate(runs))
-    assert set(final.groupby("run")["step"].max()) == {2000, 1000}
-    table = results(aggregate(runs))
+def test_final_scores_average_the_last_evaluations_all_seeds_reached(runs):
+    summary = aggregate(runs)
+    final = final_scores(summary).set_index(["run", "seed"])
+    assert final.loc[("ours_8_15", 1), "step"] == 2000
+    assert final.loc[("hiro_8_15", 1), "step"] == 1000
+    assert final.loc[("ours_8_15", 1), "evaluations"] == 3  # hiro has only 2
+    assert final.loc[("ours_8_15", 1), "eval_reward"] == pytest.approx((-90 - 50 - 20) / 3)
+    assert final.loc[("hiro_8_15", 2), "eval_reward"] == pytest.approx((-120 - 110) / 2)
+    last = final_scores(summary, last=1).set_index(["run", "seed"])
+    assert last.loc[("ours_8_15", 0), "eval_reward"] == -30
+    # a seed that stopped early: the final evaluations are those every seed reached
+    cut = summary[~((summary["run"] == "ours_8_15") & (summary["seed"] == 2)
+                    & (summary["step"] == 2000))]
+    assert set(final_scores(cut, last=1).query("run == 'ours_8_15'")["step"]) == {1000}
+    table = results(summary)
     ours = table[table["run"] == "ours_8_15"].iloc[0]
-    assert ours["reward"]["mean"] == pytest.approx(-20.0) and ours["seeds"] == 3
+    assert ours["reward"]["mean"] == pytest.approx(-190 / 3 + 10) and ours["seeds"] == 3
+
+
+def test_sign_flip_test_is_exact():
+    """Hand counts over the 2^5 sign assignments."""
+    assert sign_flip_p([1, 1, 1, 1, 1]) == pytest.approx(2 / 32)  # the smallest p at n = 5
+    # |sum| >= 1.55 only for the observed signs, the all-positive ones, and their mirrors
+    assert sign_flip_p([0.40, 0.15, 0.30, 0.80, -0.10]) == pytest.approx(4 / 32)
+    assert sign_flip_p([0, 0, 0]) == 1.0
+    assert sign_flip_p([1.0] * 10) == pytest.approx(2 / 1024)
+    assert not is_finding(0.05, 0.59, 0.0625)  # a CI that excludes 0 is not enough
+    assert not is_finding(-0.1, 0.5, 0.01)
+    assert is_finding(0.1, 0.5, 0.01) and is_finding(-0.5, -0.1, 0.002)
 
 
 def test_figure_has_two_pages_and_rejects_missing_runs(runs, tmp_path):
@@ -163,9 +193,10 @@ def test_panels_draw_one_target_and_tables_report_each(tmp_path):
     assert "## Success at each evaluation target" in md
     assert ("| run | steps | seeds | success at (8, 0) | success at (8, 8) | "
             "success at (0, 8) |") in md
-    assert ("| ours_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | "
-            "0.20 [0.20, 0.20] |") in md
-    assert "| ours_alg2_2_3 | 1,000 | 2 | 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 0.00" in md
+    # final: the mean of both evaluations (fewer than FINAL_EVALUATIONS exist)
+    assert ("| ours_2_3 | 1,000 | 2 | 0.50 [0.50, 0.50] | 0.00 [0.00, 0.00] | "
+            "0.10 [0.10, 0.10] |") in md
+    assert "| ours_alg2_2_3 | 1,000 | 2 | 0.50 [0.50, 0.50] | 0.00 [0.00, 0.00] | 0.00" in md
 
 
 def test_analysis_reads_metrics_without_torch(runs, tmp_path):
@@ -188,8 +219,9 @@ def test_analysis_reads_metrics_without_torch(runs, tmp_path):
 
 
 def test_paired_differences_and_relabel_health(runs):
-    """ours minus hiro at the same seeds (final points: ours at step 2000, hiro at 1000; the
-    final point is per run), and the health table shows '-' for columns a run did not log."""
+    """ours minus hiro at the same seeds (final values: ours up to step 2000, hiro up to 1000;
+    per run), with the exact test, and the accounting table shows '-' for columns a run did
+    not log."""
     from hflow.analysis.tables import (
         health_markdown,
         health_results,
@@ -202,13 +234,15 @@ def test_paired_differences_and_relabel_health(runs):
     figures = {"fig3": {"panels": [{"task": "AntPushSingle", "runs": [
         {"model": "ours", "hi": 8, "lo": 15}, {"model": "hiro", "hi": 8, "lo": 15}]}]}}
     paired = paired_differences(summary, figures)
-    final = final_point(summary)
+    final = final_scores(summary)
     by_seed = {run: final[final["run"] == run].set_index("seed")["eval_success"]
                for run in ("ours_8_15", "hiro_8_15")}
     expected = (by_seed["ours_8_15"] - by_seed["hiro_8_15"]).mean()
     assert len(paired) == 1 and paired["seeds"].iloc[0] == 3
     assert paired["mean"].iloc[0] == pytest.approx(expected)
     assert paired["low"].iloc[0] <= expected <= paired["high"].iloc[0]
+    assert paired["p"].iloc[0] == pytest.approx(2 / 8)  # 3 seeds, all one way: 2 of 2^3
+    assert not paired["finding"].iloc[0]  # 3 seeds can never make one
     assert "| ours_8_15 | hiro_8_15 | 3 |" in squeeze(paired_markdown(paired))
     health = squeeze(health_markdown(health_results(summary)))
     assert "| AntPushSingle | ours_8_15 | 3 | - | 0.250 |" in health

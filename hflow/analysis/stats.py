@@ -6,6 +6,13 @@ random state so that regenerated figures and tables are identical. Scores are ar
 [seeds x tasks]: a run on one task is a [seeds x 1] array, for which the stratified bootstrap
 is the plain bootstrap over seeds. Comparisons use rliable's probability of improvement,
 P(X > Y), averaged over the tasks both were run on.
+
+A seed's final performance is the mean of its last FINAL_EVALUATIONS evaluations that all the
+run's seeds reached (one evaluation is noisy: a seed's success moves by a quarter between
+consecutive ones). A paired comparison at the same seeds adds an exact sign-flip permutation
+test of the mean difference (scipy): with n seeds its smallest two-sided p is 2 / 2^n, 0.0625
+at n = 5, so five seeds can never make a finding at the 5% level. `is_finding` is the one rule
+for calling a difference a finding: the bootstrap CI excludes 0 and the exact p < 0.05.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import numpy as np
 import pandas as pd
 from rliable import library as rly
 from rliable import metrics
+from scipy import stats as scipy_stats
 
 REPS = 2000
 LEVEL = 0.95
 SEED = 0
+FINAL_EVALUATIONS = 3  # evaluations averaged into a seed's final performance
+ALPHA = 0.05  # the exact test's level for a finding
 
 
 def _estimates(scores, func, reps: int = REPS):
@@ -83,9 +93,46 @@ def curves(summary: pd.DataFrame, value: str, reps: int = REPS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "run", "step", "mean", "ci_low", "ci_high", "n"])
 
 
-def final_point(summary: pd.DataFrame) -> pd.DataFrame:
-    """Each run's last evaluation that all its seeds reached."""
-    last = summary.groupby(["task", "run", "seed"])["step"].max().groupby(
-        ["task", "run"]).min().rename("final_step").reset_index()
-    merged = summary.merge(last, on=["task", "run"])
-    return merged[merged["step"] == merged["final_step"]].drop(columns="final_step")
+def final_scores(summary: pd.DataFrame, last: int = FINAL_EVALUATIONS) -> pd.DataFrame:
+    """Per (task, run, seed): every numeric column's mean over the run's last `last`
+    evaluations that all its seeds reached (NaNs left out). `step` is the last of them and
+    `evaluations` how many were averaged (fewer where the run has fewer)."""
+    keys = ["task", "run", "seed"]
+    rows = []
+    for _, group in summary.groupby(["task", "run"], sort=True):
+        seeds = group["seed"].nunique()
+        per_step = group.groupby("step")["seed"].nunique()
+        steps = per_step[per_step == seeds].index.sort_values()[-last:]
+        if len(steps) == 0:
+            continue
+        chosen = group[group["step"].isin(steps)]
+        numeric = chosen.select_dtypes("number").columns.difference(["seed", "step", "hi",
+                                                                       "lo"])
+        means = chosen.groupby("seed")[list(numeric)].mean()
+        ids = chosen.groupby("seed")[[c for c in chosen.columns
+                                      if c not in numeric and c != "seed"]].first()
+        frame = ids.join(means).reset_index()
+        frame["step"], frame["evaluations"] = int(steps[-1]), len(steps)
+        rows.append(frame)
+    if not rows:
+        return summary.iloc[0:0].assign(evaluations=pd.Series(dtype=int))
+    return pd.concat(rows, ignore_index=True).sort_values(keys, ignore_index=True)
+
+
+def sign_flip_p(differences) -> float:
+    """Exact two-sided p of the paired sign-flip permutation test: the share of the 2^n sign
+    assignments whose mean difference is at least as far from 0 as the observed one."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return float("nan")
+    if not np.any(d):
+        return 1.0
+    result = scipy_stats.permutation_test((d,), np.mean, permutation_type="samples",
+                                          n_resamples=np.inf, alternative="two-sided")
+    return float(result.pvalue)
+
+
+def is_finding(low: float, high: float, p: float) -> bool:
+    """A difference is a finding only where its CI excludes 0 and the exact test agrees."""
+    return bool((low > 0 or high < 0) and p < ALPHA)

@@ -20,17 +20,28 @@ import pandas as pd
 
 from hflow.agents.registry import PRESETS, table2_markdown, table2_rows
 from hflow.analysis.aggregate import run_id
-from hflow.analysis.stats import LEVEL, REPS, final_point, mean_and_iqm, probability_of_improvement
+from hflow.analysis.stats import (
+    ALPHA,
+    FINAL_EVALUATIONS,
+    LEVEL,
+    REPS,
+    final_scores,
+    is_finding,
+    mean_and_iqm,
+    probability_of_improvement,
+    sign_flip_p,
+)
 from hflow.io import write_text
 
 CHALLENGER = "ours"  # the preset label of the paper's model (ours, ours_alg2)
 BASELINES = ("hiro", "lsp", "variant")
-RESULTS_CAPTION = (f"Final success rate and average reward at the last evaluation all seeds "
-                   f"reached: mean and interquartile mean (IQM) over seeds, each with its "
-                   f"{LEVEL:.0%} stratified-bootstrap confidence interval (rliable, {REPS} "
-                   f"resamples).")
+FINAL = (f"a seed's final value is the mean of its last {FINAL_EVALUATIONS} evaluations that "
+         f"all the run's seeds reached ('steps': the last of them)")
+RESULTS_CAPTION = (f"Final success rate and average reward ({FINAL}): mean and interquartile "
+                   f"mean (IQM) over seeds, each with its {LEVEL:.0%} stratified-bootstrap "
+                   f"confidence interval (rliable, {REPS} resamples).")
 TARGETS_CAPTION = (f"Tasks evaluated at several targets (HIRO's three along the maze): the final "
-                   f"success rate at each, mean over seeds with its {LEVEL:.0%} "
+                   f"success rate at each ({FINAL}), mean over seeds with its {LEVEL:.0%} "
                    f"stratified-bootstrap CI.")
 IMPROVEMENT_CAPTION = (f"Probability of improvement P(ours > baseline) of the final average "
                        f"reward (rliable; ties count half), over the tasks of each figure "
@@ -40,7 +51,7 @@ IMPROVEMENT_CAPTION = (f"Probability of improvement P(ours > baseline) of the fi
 
 def results(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (task, run), group in final_point(summary).groupby(["task", "run"], sort=True):
+    for (task, run), group in final_scores(summary).groupby(["task", "run"], sort=True):
         rows.append({"task": task, "run": run, "model": group["model"].iloc[0],
                      "step": int(group["step"].iloc[0]), "seeds": len(group),
                      "success": mean_and_iqm(group["eval_success"].to_numpy()),
@@ -68,15 +79,18 @@ HEALTH_CAPTION = ("Relabel accounting over the last evaluation interval, mean ov
                   "saturated squash. '-': not defined for the run (no segment replaced, no "
                   "flow inverse) or a column newer than the code that trained it.")
 PAIRED_CAPTION = (f"Paired differences at the same seeds: final success of the paper's model "
-                  f"minus the other run's, per panel (its evaluation target), mean over seeds "
-                  f"with its {LEVEL:.0%} bootstrap CI (rliable, over seeds). With 5 seeds the "
-                  f"CI reflects seed-to-seed spread of these seeds only: it does not cover "
-                  f"other seeds' luck, longer training or other tasks.")
+                  f"minus the other run's ({FINAL}), per panel (its evaluation target): mean "
+                  f"over seeds with its {LEVEL:.0%} bootstrap CI (rliable), and the exact "
+                  f"two-sided p of the paired sign-flip permutation test (scipy; with n seeds "
+                  f"the smallest p is 2/2^n: 0.0625 at n = 5). 'finding' only where the CI "
+                  f"excludes 0 and p < {ALPHA}; everything else is not distinguishable at "
+                  f"these seeds. Neither covers other seeds' luck, longer training or other "
+                  f"tasks.")
 
 
 def health_results(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (task, run), group in final_point(summary).groupby(["task", "run"], sort=True):
+    for (task, run), group in final_scores(summary).groupby(["task", "run"], sort=True):
         row = {"task": task, "run": run, "seeds": len(group)}
         for column in HEALTH:
             values = group[column] if column in group else pd.Series(dtype=float)
@@ -95,7 +109,7 @@ def health_markdown(table: pd.DataFrame) -> str:
 def paired_differences(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
     """Per figure panel: each run of the paper's model minus each other run (another legend
     label), final success at the panel's target, at the seeds both have."""
-    final = final_point(summary)
+    final = final_scores(summary)
     rows = []
     for fig, spec in figures.items():
         for panel in spec["panels"]:
@@ -113,13 +127,15 @@ def paired_differences(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
                     seeds = sorted(set(a.index) & set(b.index))
                     if not seeds:
                         continue
-                    diff = mean_and_iqm((a[seeds] - b[seeds]).to_numpy())
+                    differences = (a[seeds] - b[seeds]).to_numpy()
+                    diff, p = mean_and_iqm(differences), sign_flip_p(differences)
                     rows.append({"figure": fig, "task": panel["task"],
                                  "target": panel.get("target", ""), "ours": label,
                                  "other": other, "seeds": len(seeds), "mean": diff["mean"],
-                                 "low": diff["mean_low"], "high": diff["mean_high"]})
+                                 "low": diff["mean_low"], "high": diff["mean_high"], "p": p,
+                                 "finding": is_finding(diff["mean_low"], diff["mean_high"], p)})
     return pd.DataFrame(rows, columns=["figure", "task", "target", "ours", "other", "seeds",
-                                       "mean", "low", "high"])
+                                       "mean", "low", "high", "p", "finding"])
 
 
 def paired_markdown(table: pd.DataFrame) -> str:
@@ -128,8 +144,10 @@ def paired_markdown(table: pd.DataFrame) -> str:
         "target": [f"({_target(t)})" if t else "(headline)" for t in table["target"]],
         "ours": table["ours"], "minus": table["other"], "seeds": table["seeds"],
         "success difference [95% CI]": [f"{r.mean:+.2f} [{r.low:+.2f}, {r.high:+.2f}]"
-                                        for r in table.itertuples()]})
-    return _markdown(shown, "lllllrl")
+                                        for r in table.itertuples()],
+        "exact p": [f"{p:.3f}" for p in table["p"]],
+        "finding": ["finding" if f else "-" for f in table["finding"]]})
+    return _markdown(shown, "lllllrlrl")
 
 
 def target_results(summary: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +155,7 @@ def target_results(summary: pd.DataFrame) -> pd.DataFrame:
     targets = [c.removeprefix("eval_success_") for c in summary.columns
                if c.startswith("eval_success_")]
     rows = []
-    for (task, run), group in final_point(summary).groupby(["task", "run"], sort=True):
+    for (task, run), group in final_scores(summary).groupby(["task", "run"], sort=True):
         cells = {t: mean_and_iqm(group[f"eval_success_{t}"].to_numpy()) for t in targets
                  if group[f"eval_success_{t}"].notna().all()}
         if cells:
@@ -161,7 +179,7 @@ def target_markdown(table: pd.DataFrame) -> str:
 
 def improvements(summary: pd.DataFrame, figures: dict) -> pd.DataFrame:
     """Per figure and (ours run, baseline run): P(ours > baseline) over shared tasks."""
-    final = final_point(summary)
+    final = final_scores(summary)
     rows = []
     for fig, spec in figures.items():
         pairs: dict[tuple[str, str], list[str]] = {}
