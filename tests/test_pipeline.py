@@ -225,7 +225,7 @@ def smoke_repo(tmp_path_factory):
     base = tmp_path_factory.mktemp("pipeline")
     repo = _copy_repo(base / "first")
     remote = base / "remote"
-    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], repo)
+    sh(["dvc", "remote", "add", "--local", "-d", "store", str(remote)], repo)
     sh(["dvc", "repro", "smoke"], repo)
     build = sh(["snakemake", "--cores", "2", "all", *SMOKE], repo)
     return repo, remote, build.stdout + build.stderr
@@ -267,7 +267,7 @@ def test_figures_regenerate_from_dvc_cache_without_training(smoke_repo, tmp_path
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     assert not (clone / "results" / "smoke").exists()  # only the point suite is in git
-    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
+    sh(["dvc", "remote", "add", "--local", "-d", "store", str(remote)], clone)
     sh(["dvc", "pull", "smoke"], clone)
     run = sh(["snakemake", "--cores", "1", "all", *SMOKE], clone)
     counts = job_counts(run.stdout + run.stderr)
@@ -319,23 +319,43 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_point_suite_config_runs_tiny(tmp_path):
-    """config/point.yaml as it is, shrunk to tiny networks and a few hundred steps."""
-    config = yaml.safe_load((ROOT / "config" / "point.yaml").read_text())
+def test_point_suite_policies_travel_through_a_dvc_remote(tmp_path):
+    """config/point.yaml as it is, shrunk to tiny networks and a few hundred steps, trained in
+    one clone; its `point` DVC stage pushed to a real (directory) remote and pulled into a
+    second, fresh clone, where `hflow rollout` draws a pulled policy."""
+    first = _copy_repo(tmp_path / "first")
+    config = yaml.safe_load((first / "config" / "point.yaml").read_text())
     smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-    config.update(out=str(tmp_path / "out"), figures_dir=str(tmp_path / "figures"),
-                  steps=400, eval_every=200, eval_episodes=2, group_size=5)
+    config.update(steps=400, eval_every=200, eval_episodes=2)
     config["set"] = config["set"] + [s for s in smoke["set"] if s not in config["set"]]
     config["flow_set"] = smoke["flow_set"]
-    (tmp_path / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    run = sh(["snakemake", "--cores", "2", "all", "--configfile", str(tmp_path / "point.yaml")],
-             ROOT)
-    runs = unique_runs(ROOT / "config" / "point.yaml")
-    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == len(runs) == 7
-    table = squeeze((tmp_path / "figures" / "table2.md").read_text())
+    (first / "config" / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    run = sh(["snakemake", "--cores", "2", "--forceall", "all", *POINT], first)
+    runs = unique_runs(first / "config" / "point.yaml")
+    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == len(runs)
+    table = squeeze((first / "figures" / "point" / "table2.md").read_text())
     assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
-    record = json.loads(next((tmp_path / "out" / "runs").rglob("config.json")).read_text())
+    record = json.loads(next((first / "results" / "point" / "runs").rglob("config.json"))
+                        .read_text())
     assert record["config"]["low"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice
+
+    remote = tmp_path / "remote"
+    assert "remote" not in (first / ".dvc" / "config").read_text()  # none of one machine
+    sh(["dvc", "remote", "add", "--local", "-d", "store", str(remote)], first)
+    sh(["dvc", "commit", "--force", "point"], first)
+    sh(["git", "add", "dvc.lock", "config/point.yaml"], first)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "runs"], first)
+    sh(["dvc", "push", "point"], first)
+    second = tmp_path / "second"
+    sh(["git", "clone", "-q", str(first), str(second)], tmp_path)
+    policy = Path("results/point/runs/PointMazeMulti/hiro_2_2/seed3/policy.pt")
+    assert not (second / policy).exists()
+    sh(["dvc", "remote", "add", "--local", "-d", "store", str(remote)], second)
+    sh(["dvc", "pull", "point"], second)
+    assert (second / policy).read_bytes() == (first / policy).read_bytes()
+    drawn = sh(["hflow", "rollout", str(policy.parent), "-o", "r.png", "--episodes", "1"],
+               second)
+    assert (second / "r.png").read_bytes()[:4] == b"\x89PNG", drawn.stdout
 
 
 @pytest.mark.slurm
