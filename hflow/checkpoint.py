@@ -89,16 +89,22 @@ def verify_checksum(state: dict, path: Path) -> dict:
     return state
 
 
+def write_torch(path: Path, obj) -> None:
+    """torch.save of `obj`, with its checksum, atomically; a failed write is one line."""
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(with_checksum(obj), tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk this way
+            free = shutil.disk_usage(path.parent).free / 2**20
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else "no reason"
+            raise HflowError(f"writing {path} failed ({first}); {free:,.0f} MiB free on its "
+                             f"filesystem: is it full? The previous files are intact") from None
+
+
 def save(state: dict, state_dir: str | Path, step: int, keep: int) -> Path:
     state_dir = Path(state_dir)
     path = state_dir / f"checkpoint-{step:012d}.pt"
-    with atomic_path(path) as tmp:
-        try:
-            torch.save(with_checksum(state), tmp)
-        except RuntimeError as err:  # torch's writer reports a full disk this way
-            free = shutil.disk_usage(state_dir).free / 2**20
-            raise HflowError(f"writing checkpoint {path} failed ({err}); {free:,.0f} MiB free "
-                             f"on its filesystem: is it full?") from None
+    write_torch(path, state)
     for old in list_checkpoints(state_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

@@ -157,6 +157,9 @@ def _json_arg(flag: str, text: str, kind: type):
 def _cmd_figures(args) -> int:
     from hflow.analysis.figures import check_spec, plot_figure
 
+    if Path(args.output).suffix.lower() != ".pdf":
+        raise HflowError(f"-o {args.output}: a figure is written as a PDF (its pages: average "
+                         f"reward, success rate) with a PNG of each beside it; give a .pdf path")
     spec = _json_arg("--spec", args.spec, dict)
     check_spec(spec)  # before the summary is read: a bad spec is the first thing said
     for path in plot_figure(_read_summary(args.summary), spec, args.output):
@@ -181,10 +184,28 @@ def yaml_dump(obj) -> str:
     return yaml.safe_dump(obj, sort_keys=False).rstrip()
 
 
+class _StoreOnce(argparse._StoreAction):
+    """An option that takes one value: given twice, it is an error (not the last one winning
+    silently), as a key given twice is everywhere else in hflow."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given", set())
+        if self.dest in seen:
+            parser.error(f"{option_string} is given twice; give it once")
+        seen.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)  # the default action, `store`, once
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hflow", description=__doc__)
+    parser = _Parser(prog="hflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hflow {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     envs = sub.add_parser("envs", help="list the tasks, run the physics checks, draw a layout")
     envs.add_argument("action", nargs="?", default="list", choices=("list", "check", "render"))

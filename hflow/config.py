@@ -10,6 +10,7 @@ live above this module, in hflow.resolve; this module imports neither the agents
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -24,9 +25,55 @@ class ConfigError(HflowError):
     pass
 
 
+# Bounds on what a config may hold, checked before anything is built from it: a 1 KB file of
+# nested aliases expands to billions of values, a 13-character number to 100 million digits.
+MAX_VALUES = 100_000  # values after aliases are expanded
+MAX_DEPTH = 64  # nesting of mappings and lists
+MAX_DIGITS = 30  # digits of a whole number (and its exponent bound: 10^30)
+
+
 class _Loader(yaml.SafeLoader):
     """YAML as researchers write it: `1e-4` and `3e5` are numbers (PyYAML follows YAML 1.1,
-    where a float needs a dot), and a key given twice is an error, not a silent overwrite."""
+    where a float needs a dot), and a key given twice is an error, not a silent overwrite.
+    What is read is bounded (MAX_VALUES, MAX_DEPTH, MAX_DIGITS) before anything is built."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _check_size(node)
+        return node
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Counts the values `root` expands to (an aliased node counts at every use, as it will
+    be built) and its depth, without expanding it; refuses merge keys."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"nested deeper than {MAX_DEPTH} levels (line "
+                              f"{node.start_mark.line + 1}{_source(node)})")
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if key.tag == "tag:yaml.org,2002:merge":
+                    raise ConfigError(f"merge keys (<<) are not read (line "
+                                      f"{key.start_mark.line + 1}{_source(key)}); write the "
+                                      f"keys out")
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        total = 1 + sum(size(child, depth + 1) for child in children)
+        if total > MAX_VALUES:
+            raise ConfigError(f"expands to more than {MAX_VALUES:,} values (aliases of "
+                              f"aliases?); a config is a few hundred")
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
 
 
 _Loader.add_implicit_resolver(
@@ -44,7 +91,16 @@ def _int_as_written(loader: _Loader, node: yaml.ScalarNode) -> int:
     if not re.fullmatch(r"[-+]?[0-9]+", text):
         raise ConfigError(f"{text!r} (line {node.start_mark.line + 1}{_source(node)}) is not "
                           f"a base-10 number; write numbers in base 10")
+    _check_digits(len(text.lstrip("+-").lstrip("0")), node)
     return int(text, 10)
+
+
+def _check_digits(digits: int, node: yaml.ScalarNode) -> None:
+    if digits > MAX_DIGITS:
+        shown = node.value if len(node.value) <= 20 else f"{node.value[:20]}..."
+        raise ConfigError(f"{shown} (line {node.start_mark.line + 1}"
+                          f"{_source(node)}) has more than {MAX_DIGITS} digits; no hflow key "
+                          f"takes a number that large")
 
 
 def _float_as_written(loader: _Loader, node: yaml.ScalarNode) -> int | float:
@@ -53,8 +109,16 @@ def _float_as_written(loader: _Loader, node: yaml.ScalarNode) -> int | float:
     text = loader.construct_scalar(node).replace("_", "")
     if _WHOLE_EXPONENT.fullmatch(text):
         mantissa, exponent = re.split("[eE]", text)
+        # bounded before it is computed: 1e99999999 would be 100 million digits
+        exponent = exponent.lstrip("+")
+        _check_digits(len(mantissa.lstrip("+-").lstrip("0"))
+                      + (int(exponent) if len(exponent) <= 6 else 10**6), node)
         return int(mantissa, 10) * 10 ** int(exponent)
-    return loader.construct_yaml_float(node)
+    value = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        raise ConfigError(f"{node.value!r} (line {node.start_mark.line + 1}{_source(node)}) "
+                          f"is not a finite number")
+    return value
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _int_as_written)
@@ -85,8 +149,10 @@ def read_yaml(text: str, source: str) -> Any:
     """Parses YAML with hflow's loader; a syntax error names the source and the line."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as err:  # from a constructor (a repeated key, a number)
+    except ConfigError as err:  # from a constructor (a repeated key, a number) or a bound
         raise ConfigError(f"{source}: {err}") from None
+    except RecursionError:  # the YAML parser itself recurses per nesting level
+        raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -338,6 +404,13 @@ def get_key(cfg: RunConfig, key: str) -> Any:
     return value
 
 
+# Keys that may differ between a checkpoint and the command that resumes it, and so between
+# the seeds of one run (not the device: torch's CPU and CUDA generator states do not convert).
+RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
+                     "train.checkpoint_every", "train.env_threads", "train.tensorboard",
+                     "train.capture")
+
+
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """{'td3': {'gamma': 0.9}} -> {'td3.gamma': 0.9}."""
     flat = {}
@@ -358,13 +431,25 @@ def parse_set(assignment: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_file(path: str | Path) -> tuple[dict[str, Any], bool]:
-    """A YAML file of config keys, or a run's record (a seed's config.json, whose `config` holds
-    every key of that run): (the keys, flattened; whether it was a record)."""
+def read_yaml_file(path: str | Path) -> Any:
+    """A YAML (or JSON) file read with `read_yaml`; a missing or non-text file is one line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    tree = read_yaml(path.read_text(), f"config file {path}") or {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first key
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte "
+                          f"{err.start}); a config is a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    return read_yaml(text, f"config file {path}")
+
+
+def load_file(path: str | Path) -> tuple[dict[str, Any], bool]:
+    """A YAML file of config keys, or a run's record (a seed's config.json, whose `config` holds
+    every key of that run): (the keys, flattened; whether it was a record)."""
+    tree = read_yaml_file(path) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys")
     record = isinstance(tree.get("config"), dict) and "config_hash" in tree

@@ -11,6 +11,7 @@ MuJoCo, so a workflow parses on a machine without the training stack.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from hflow.resolve import resolve
 RUN_DIR = "{task}/{model}_{hi}_{lo}"
 TASK_PATTERN = "|".join(TASKS)
 FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png")
+MAX_FIGURE_NAME = 100  # file names stop at 255 bytes, and the temp file adds to it
 TABLE_FILES = ("table2.md", "table2.tex", "table2.html")
 
 # Seconds per env step and member, measured by benchmarks/train_throughput.py (paper-size
@@ -130,12 +132,9 @@ SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "conf
 def read_grid_file(path: str | Path) -> dict:
     """A workflow config read as hflow reads every config: numbers in base 10, a key given
     twice an error (Snakemake's own reading takes the last and YAML 1.1's octal)."""
-    from hflow.config import read_yaml
+    from hflow.config import read_yaml_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    return read_yaml(path.read_text(), f"config file {path}")
+    return read_yaml_file(path)
 
 
 def validate_grid(config: Any, source: str = "the workflow config") -> None:
@@ -153,7 +152,15 @@ def validate_grid(config: Any, source: str = "the workflow config") -> None:
     except jsonschema.ValidationError as err:
         where = "/".join(map(str, err.absolute_path)) or "the top level"
         raise ConfigError(f"{source}: at {where}: {err.message}") from None
+    for key in ("out", "figures_dir"):
+        if "\0" in config[key]:
+            raise ConfigError(f"{source}: {key} {config[key]!r} holds a NUL byte, which no path "
+                              f"can")
     for name, figure in config["figures"].items():
+        if len(name) > MAX_FIGURE_NAME:
+            raise ConfigError(f"{source}: figure name {name[:30]!r}... is {len(name)} characters; "
+                              f"its files ({name}_success.png) need a name of at most "
+                              f"{MAX_FIGURE_NAME}")
         for i, panel in enumerate(figure["panels"]):
             where = f"{source}: figure {name!r}, panel {i} ({panel['task']})"
             seen = set()
@@ -208,6 +215,11 @@ def gpu_seconds_per_step(model: str) -> float:
     return 1 / GPU_MEMBER_STEPS_PER_S.get(model, GPU_MEMBER_STEPS_PER_S["ours"])
 
 
+def _as_target(path: str) -> str:
+    """`./figures//fig3.pdf`, `/abs/repo/figures/fig3.pdf` -> `figures/fig3.pdf`."""
+    return os.path.normpath(os.path.relpath(path) if os.path.isabs(path) else path)
+
+
 def target_figures(config: dict, targets: list[str]) -> list[str] | None:
     """What `snakemake TARGET ...` would build, as figure names for `plan` ('all' for the
     table, which aggregates every run): a target is a rule (all, runs, table2), a figure's
@@ -219,14 +231,16 @@ def target_figures(config: dict, targets: list[str]) -> list[str] | None:
                for fig in config["figures"] for pattern in FIGURE_FILES}
     by_file.update({f"{figures_dir}/{name}": "all" for name in TABLE_FILES})
     by_file.update({f"{out}/summary/{name}.parquet": name for name in [*config["figures"], "all"]})
+    # a file target as Snakemake matches it: normalised, relative to the working directory
+    by_file = {_as_target(path): fig for path, fig in by_file.items()}
     names = []
     for target in targets:
         if target in config["figures"]:
             names.append(target)
         elif target == "table2":
             names.append("all")
-        elif target.rstrip("/") in by_file:
-            names.append(by_file[target.rstrip("/")])
+        elif _as_target(target) in by_file:
+            names.append(by_file[_as_target(target)])
         else:
             raise ConfigError(f"target {target!r} is not a figure of this config "
                               f"({', '.join(config['figures'])}), all, runs, table2, or a file "

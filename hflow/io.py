@@ -1,9 +1,11 @@
 """Atomic, durable file writes: every file hflow writes appears whole or not at all.
 
-A write goes to a temporary file beside the target (`.<name>.<random>.tmp`), is flushed to
-disk (fsync), then renamed over the target, and the directory entry is flushed too. An
+A write goes to a temporary file beside the target (`.hflow-<name>.<random>.tmp`, created
+new, never through a link), is flushed to disk (fsync), then renamed over the target (a link
+planted there is replaced, not followed), and the directory entry is flushed too. An
 interrupted write leaves only the temporary file, which `remove_stale_temp_files` deletes when
-the run starts again. OS errors name the path and, for a full disk, the free space.
+the run starts again: files of that name only, nothing else of the directory. OS errors name
+the path and, for a full disk, the free space.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +24,8 @@ from hflow import HflowError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-TEMP_GLOB = ".*.tmp"
+TEMP_PREFIX = ".hflow-"
+_TEMP_NAME = re.compile(r"\.hflow-.+\.[A-Za-z0-9_]{8}\.tmp")  # what mkstemp makes of it
 
 
 def make_dir(path: str | Path) -> Path:
@@ -55,7 +59,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     make_dir(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp",
+                                   dir=path.parent)
         os.close(fd)
     except OSError as err:
         raise _os_error(path, err) from None
@@ -75,7 +80,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def remove_stale_temp_files(directory: str | Path) -> list[Path]:
     """Deletes what interrupted writes left in `directory` (call it holding the run's lock)."""
     directory = Path(directory)
-    stale = sorted(directory.glob(TEMP_GLOB)) if directory.is_dir() else []
+    stale = sorted(p for p in directory.glob(f"{TEMP_PREFIX}*.tmp")
+                   if _TEMP_NAME.fullmatch(p.name) and not p.is_dir()) \
+        if directory.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

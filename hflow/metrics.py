@@ -83,6 +83,6 @@ def _fmt(value) -> str:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM is not part of `step`
         return [{k: (int(v) if k == "step" else float(v) if v != "" else math.nan)
                  for k, v in row.items()} for row in csv.DictReader(f)]

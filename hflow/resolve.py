@@ -86,6 +86,10 @@ def validate(cfg: RunConfig) -> None:
     if t.checkpoint_every is not None and t.checkpoint_every % t.eval_every:
         raise ConfigError(f"'train.checkpoint_every' = {t.checkpoint_every} must be a multiple "
                           f"of 'train.eval_every' = {t.eval_every}")
+    if t.warmup >= t.steps:
+        raise ConfigError(f"'train.warmup' = {t.warmup:,} is not below 'train.steps' = "
+                          f"{t.steps:,}: the run would never update; lower the warm-up or "
+                          f"train longer")
     if t.steps % cfg.task.episode_steps:
         raise ConfigError(f"'train.steps' = {t.steps} must be a multiple of "
                           f"'task.episode_steps' = {cfg.task.episode_steps}")

@@ -11,12 +11,14 @@ level got to each subgoal by the end of its segment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from hflow import HflowError
 from hflow.checkpoint import POLICY_FORMAT, load_policy_file
+from hflow.config import RESUMABLE_CHANGES, flatten
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
@@ -36,6 +38,7 @@ def load_policy(seed_dir: str | Path):
     if version not in (2, POLICY_FORMAT):  # format 1: the group's nets, levels named hi/lo
         raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 2 "
                          f"and {POLICY_FORMAT} (format 1 is read by hflow before 2026-12)")
+    _check_record(path, saved)
     cfg, seeds, member, nets = from_dict(saved["config"]), [saved["seed"]], 0, saved["nets"]
     task = get_task(cfg.task.name)
     goals = goal_space(task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
@@ -43,6 +46,30 @@ def load_policy(seed_dir: str | Path):
     agent.high.actor.load_state_dict(nets["high_actor"])
     agent.low.actor.load_state_dict(nets["low_actor"])
     return agent.eval(), cfg, member, seeds
+
+
+def _check_record(path: Path, saved: dict) -> None:
+    """A policy.pt and the config.json beside it describe one run: a policy moved into another
+    run's directory is named, not drawn as that run's."""
+    record_path = path.with_name("config.json")
+    if not record_path.is_file():
+        return
+    try:
+        record = json.loads(record_path.read_text())
+        seed, config = record["seed"], record["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the policy carries its own config; the record is only a cross-check
+    if seed != saved["seed"]:
+        raise HflowError(f"{path} holds seed {saved['seed']}'s policy but {record_path} "
+                         f"records seed {seed}: a policy.pt from another directory")
+    mine, theirs = flatten(saved["config"]), flatten(config)
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k not in RESUMABLE_CHANGES and mine.get(k) != theirs.get(k))
+    if differ:
+        raise HflowError(f"{path} was trained with another configuration than {record_path} "
+                         f"records (differs in " + ", ".join(
+                             f"{k}: {theirs.get(k)!r} vs {mine.get(k)!r}" for k in differ[:4])
+                         + "): a policy.pt from another run")
 
 
 def rollouts(seed_dir: str | Path, episodes: int = 3):

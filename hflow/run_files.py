@@ -17,19 +17,13 @@ from pathlib import Path
 import torch
 
 from hflow import HflowError
-from hflow.checkpoint import POLICY_FORMAT, load_latest, save, with_checksum
-from hflow.config import RunConfig, flatten
-from hflow.io import atomic_path, remove_stale_temp_files, write_json
+from hflow.checkpoint import POLICY_FORMAT, load_latest, save, write_torch
+from hflow.config import RESUMABLE_CHANGES, RunConfig, flatten
+from hflow.io import remove_stale_temp_files, write_json
 from hflow.loss_log import LossLog, TensorBoardLog
 from hflow.metrics import MetricsCSV
 from hflow.nets import member_state_dict
 from hflow.runlock import RunLock
-
-# Keys that may differ between a checkpoint and the command that resumes it.
-# (Not the device: torch's CPU and CUDA generator states do not convert into each other.)
-RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
-                     "train.checkpoint_every", "train.env_threads", "train.tensorboard",
-                     "train.capture")
 
 
 def config_hash(config: dict) -> str:
@@ -132,6 +126,13 @@ class RunFiles:
             directory = self.seed_dir(seed)
             record = directory / "config.json"
             if not record.is_file():
+                results = [p.name for p in (directory / "metrics.csv", directory / "policy.pt")
+                           if p.is_file()]
+                if not resumed and ("policy.pt" in results
+                                    or _rows_past_start(directory / "metrics.csv")):
+                    raise HflowError(f"{directory} holds results ({', '.join(results)}) but no "
+                                     f"config.json: a run of unknown configuration, which hflow "
+                                     f"does not replace; {fix}")
                 continue
             try:
                 theirs = json.loads(record.read_text())
@@ -168,8 +169,11 @@ class RunFiles:
 
     def open_tensorboard(self, resumed_at: int | None) -> None:
         if self.cfg.train.tensorboard:
+            # the evaluation at the checkpoint's step was written before the checkpoint: keep
+            # it, drop only what a killed process wrote after
             self.tensorboard = TensorBoardLog([self.seed_dir(s) for s in self.seeds],
-                                              purge_step=resumed_at)
+                                              purge_step=None if resumed_at is None
+                                              else resumed_at + 1)
 
     def append_metrics(self, rows: list[dict], losses: LossLog) -> None:
         """One row per seed (and every loss value to TensorBoard), then the records again."""
@@ -184,6 +188,6 @@ class RunFiles:
         K = len(self.seeds)
         for k, seed in enumerate(self.seeds):
             own = {name: member_state_dict(net, k, K) for name, net in nets.items()}
-            with atomic_path(self.seed_dir(seed) / "policy.pt") as tmp:
-                torch.save(with_checksum({"format": POLICY_FORMAT, "config": self.cfg.to_dict(),
-                                          "seed": seed, "step": step, "nets": own}), tmp)
+            write_torch(self.seed_dir(seed) / "policy.pt", {
+                "format": POLICY_FORMAT, "config": self.cfg.to_dict(), "seed": seed,
+                "step": step, "nets": own})

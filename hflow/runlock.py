@@ -2,7 +2,8 @@
 
 On Unix the lock is `flock` on the open lock file, so the kernel releases it when the process
 ends, however it ends: a lock left by a crash is never stale. Who holds it (pid and host) is
-written beside it after acquiring, for the message a second process prints.
+written beside it after acquiring, for the message a second process prints; it is written as
+every hflow file is (hflow.io), so a link planted in its place is replaced, never followed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from hflow import HflowError
-from hflow.io import make_dir
+from hflow.io import make_dir, write_text
 
 LOCK_NAME = ".hflow.lock"
 HOLDER_NAME = ".hflow.lock.holder"
@@ -36,8 +37,8 @@ class RunLock:
                 try:
                     make_dir(directory)
                     lock.acquire()
-                    (directory / HOLDER_NAME).write_text(
-                        f"pid {os.getpid()} on host {socket.gethostname()}")
+                    write_text(directory / HOLDER_NAME,
+                               f"pid {os.getpid()} on host {socket.gethostname()}")
                 except Timeout:
                     try:
                         holder = (directory / HOLDER_NAME).read_text().strip() or "unknown"

@@ -21,7 +21,7 @@ import torch
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent, draw_exploration
 from hflow.agents.td3 import draw_target_noise
-from hflow.config import RunConfig
+from hflow.config import RunConfig, get_key
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
 from hflow.graphs import StepGraphs
@@ -31,16 +31,68 @@ from hflow.replay import ReplayBuffer
 from hflow.seeding import BlockedRNG, stream_seed
 
 
+def _memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _mlp_weights(sizes: list[int]) -> int:
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+# Each network weight is held five times (itself, its target copy, its gradient, Adam's two
+# moments); a MuJoCo env with its model and data takes under 1 MiB (an Ant Maze eval env:
+# 0.64 MiB of resident memory, measured over 200 of them).
+COPIES_PER_WEIGHT = 5
+ENV_BYTES = 2**20
+
+
+def check_sizes(cfg: RunConfig, members: int, obs: int, hi: int, lo: int, actions: int,
+                targets: int, device: torch.device) -> None:
+    """What scales with a config key, estimated before anything is allocated: the networks,
+    HIRO's candidate scoring, the evaluation envs, the thread counts. Too much is an error
+    naming the key, not an allocator traceback after the first checkpoint (the replay
+    buffers: `check_replay_fits`)."""
+    cores = os.cpu_count() or 1
+    for key in ("train.torch_threads", "train.env_threads"):
+        threads = get_key(cfg, key)
+        if threads > 4 * cores:
+            raise HflowError(f"'{key}' = {threads:,} but this machine has {cores} cores; use "
+                             f"at most {cores} (more threads than 4 x cores only slow it down)")
+    low_hidden = [*cfg.low.actor, *(cfg.flow.hidden if cfg.low.policy == "flow" else [])]
+    weights = {
+        "high.actor": _mlp_weights([obs + hi, *cfg.high.actor, lo]),
+        "high.critic": 2 * _mlp_weights([obs + hi + lo, *cfg.high.critic, 1]),
+        "low.actor": 3 * _mlp_weights([obs + lo, *cfg.low.actor, actions]),
+        "low.critic": 2 * _mlp_weights([obs + lo + actions, *cfg.low.critic, 1]),
+        "flow.hidden": (cfg.flow.coupling_layers * _mlp_weights(
+            [actions + max(cfg.flow.z_state_dim, obs), *cfg.flow.hidden, 2 * actions])
+            if cfg.low.policy == "flow" else 0),
+    }
+    need = {(key,): members * n * 4 * COPIES_PER_WEIGHT for key, n in weights.items()}
+    if cfg.hierarchy.correction == "hiro":  # [K, B, candidates, c, width] per layer
+        need[("hierarchy.hiro_candidates", "low.actor")] = (
+            members * cfg.td3.batch_size * (cfg.hierarchy.hiro_candidates + 2)
+            * cfg.hierarchy.c * max(low_hidden) * 4 * 3)
+    need[("train.eval_episodes",)] = members * targets * cfg.train.eval_episodes * ENV_BYTES
+    have = _memory(device)
+    if sum(need.values()) > have:
+        keys = max(need, key=need.get)
+        named = " with ".join(f"'{key}' = {get_key(cfg, key)}" for key in keys)
+        raise HflowError(f"this run needs about {sum(need.values()) / 2**30:,.1f} GiB before "
+                         f"its replay buffers, most of it for {named} "
+                         f"({need[keys] / 2**30:,.1f} GiB for {members} seeds), but this "
+                         f"{device.type} has {have / 2**30:,.1f} GiB; lower it")
+
+
 def check_replay_fits(members: int, cfg: RunConfig, low: dict, high: dict,
                       device: torch.device) -> None:
     """Both replay buffers are allocated whole at the start: a size that cannot fit in the
     device's memory is an error naming the keys, not an allocation failure (or a swap storm)."""
     need = sum(members * size * sum(math.prod(shape) for shape in fields.values()) * 4
                for size, fields in ((cfg.low.buffer_size, low), (cfg.high.buffer_size, high)))
-    if device.type == "cuda":
-        have = torch.cuda.mem_get_info(device)[1]
-    else:
-        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    have = _memory(device)
     if need > have:
         raise HflowError(f"the replay buffers need {need / 2**30:,.1f} GiB "
                          f"(low.buffer_size = {cfg.low.buffer_size:,}, high.buffer_size = "
@@ -153,6 +205,8 @@ class Trainer:
         self.task = get_task(cfg.task.name)
         self.goals = goal_space(self.task, cfg.task.hi, cfg.task.lo, cfg.task.eval_target)
 
+        check_sizes(cfg, self.K, self.task.obs_dim, self.goals.hi, self.goals.lo,
+                    self.task.robot.nu, len(self.goals.eval_targets), self.device)
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
         # acting and the updates: eager, or recorded once and replayed as CUDA graphs
         self.graphs = StepGraphs(graphs_mode or capture_mode(cfg.train.capture, self.device),

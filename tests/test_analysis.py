@@ -32,7 +32,8 @@ def _fake_run(root, task, model, hi, lo, seed, rewards):
         "goal_space": {"hi": hi, "lo": lo}}))
     csv = MetricsCSV(d / "metrics.csv")
     for i, r in enumerate(rewards):
-        csv.append({"step": 1000 * i, "eval_reward": r, "eval_success": float(r > -50)})
+        csv.append({"step": 1000 * i, "eval_reward": r, "eval_success": float(r > -50),
+                    "eval_distance": -r / 10})
     return d / "metrics.csv"
 
 
@@ -163,7 +164,8 @@ def _fake_maze_run(root, model, seed, success_8_0, success_0_8):
                   for m in ("eval_reward", "eval_success", "eval_distance"))
     csv = MetricsCSV(d / "metrics.csv", extra_columns=extra)
     for i, (a, b) in enumerate(zip(success_8_0, success_0_8)):
-        row = {"step": 1000 * i, "eval_reward": -100.0 * (1 - b), "eval_success": b}
+        row = {"step": 1000 * i, "eval_reward": -100.0 * (1 - b), "eval_success": b,
+               "eval_distance": 5 * (1 - b)}
         for name, value in (("8_0", a), ("8_8", 0.0), ("0_8", b)):
             row |= {f"eval_reward_{name}": -100.0 * (1 - value),
                     f"eval_success_{name}": value, f"eval_distance_{name}": 5 * (1 - value)}

@@ -142,8 +142,8 @@ def test_a_second_process_on_the_same_run_stops_naming_the_holder(train_cmd, run
 
 def test_stale_temp_files_of_interrupted_writes_are_removed(run, run400, tmp_path):
     out = _copy(run400, tmp_path / "run")
-    leftovers = [out / STATE / ".checkpoint-000000000600.pt.abc123.tmp",
-                 out / "seed0" / ".metrics.csv.xyz.tmp"]
+    leftovers = [out / STATE / ".hflow-checkpoint-000000000600.pt.abc12345.tmp",
+                 out / "seed0" / ".hflow-metrics.csv.xyz_9876.tmp"]
     for path in leftovers:
         path.write_bytes(b"x" * 1000)
     assert run(out, steps=600).returncode == 0
@@ -168,7 +168,7 @@ def test_a_full_disk_names_the_path_and_keeps_the_previous_checkpoints(tiny, tmp
         Run(cfg, tmp_path, progress=False).run()
     after = {p.name: p.read_bytes() for p in list_checkpoints(tmp_path / STATE)}
     assert after == before
-    assert not list((tmp_path / STATE).glob(".*.tmp"))
+    assert not list((tmp_path / STATE).glob(".hflow-*.tmp"))
 
 
 def test_outputs_deleted_under_a_running_job_come_back(tiny, tmp_path, monkeypatch):
