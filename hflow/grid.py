@@ -29,7 +29,7 @@ from hflow.resolve import resolve
 # wildcard (exactly the task registry's names), and what the analysis rules write.
 RUN_DIR = "{task}/{model}_{hi}_{lo}"
 TASK_PATTERN = "|".join(TASKS)
-FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png")
+FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png", "{fig}_low.png")
 MAX_FIGURE_NAME = 100  # file names stop at 255 bytes, and the temp file adds to it
 TABLE_FILES = ("table2.md", "table2.tex", "table2.html")
 

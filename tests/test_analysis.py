@@ -123,7 +123,7 @@ def test_figure_has_two_pages_and_rejects_missing_runs(runs, tmp_path):
         {"model": "ours", "hi": 8, "lo": 15, "color": "green"},
         {"model": "hiro", "hi": 8, "lo": 15}]}]}
     written = plot_figure(frame, spec, tmp_path / "f.pdf")
-    assert len(PdfReader(written[0]).pages) == 2 and len(written) == 3
+    assert len(PdfReader(written[0]).pages) == 3 and len(written) == 4
     spec["panels"][0]["runs"].append({"model": "lsp", "hi": 8, "lo": 15})
     with pytest.raises(HflowError, match="no results for: AntPushSingle lsp hi=8 lo=15"):
         plot_figure(frame, spec, tmp_path / "g.pdf")

@@ -6,8 +6,9 @@ target's columns instead of the headline's, for tasks evaluated at several). Eac
 mean over seeds with its 95% stratified-bootstrap band (rliable, the estimator of the results
 table); legend labels are the paper's `{model}_{hi}_{lo}` (the preset name where two runs of a
 panel would share one). Page 1 of the PDF is the eval average
-reward (the paper's y axis), page 2 the success rate; PNG copies of both pages are written
-beside it.
+reward (the paper's y axis), page 2 the success rate, page 3 the low level's own task (the
+share of the distance to its subgoal left at the end of a c-step segment, from the training
+steps: 1 means no closer); PNG copies of the pages are written beside it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from hflow.analysis.aggregate import run_id, run_label  # noqa: E402
 from hflow.analysis.stats import curves  # noqa: E402
 from hflow.io import atomic_path  # noqa: E402
 
-PAGES = (("eval_reward", "average reward"), ("eval_success", "success rate"))
+PAGES = (("eval_reward", "average reward"), ("eval_success", "success rate"),
+         ("low_subgoal_distance_left", "low level: subgoal distance left"))
+PNG_SUFFIXES = ("", "_success", "_low")  # one PNG per page, beside the PDF
 
 
 def _steps(x, _pos) -> str:
@@ -73,7 +76,9 @@ def check_runs(summary: pd.DataFrame, spec: dict) -> None:
 
 
 def _column(value: str, panel: dict) -> str:
-    return f"{value}_{panel['target']}" if panel.get("target") else value
+    """The panel's column of `value`: an evaluation at the panel's target, if it names one."""
+    return f"{value}_{panel['target']}" if panel.get("target") and value.startswith(
+        "eval_") else value
 
 
 def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
@@ -92,6 +97,8 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
             label = labels[j] if labels.count(labels[j]) == 1 else ident
             table = stats[_column(value, panel)]
             line = table[(table["task"] == panel["task"]) & (table["run"] == ident)]
+            if line.empty:  # the run has no value of this column at any step
+                continue
             color = run.get("color", palette[j % len(palette)])
             ax.plot(line["step"], line["mean"], color=color, label=label, lw=1.6)
             ax.fill_between(line["step"], line["ci_low"], line["ci_high"], color=color,
@@ -102,7 +109,11 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
         ax.set_ylabel(ylabel)
         ax.xaxis.set_major_formatter(FuncFormatter(_steps))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        if ax.lines:
+            ax.legend(fontsize=8, loc="best")
+        else:  # runs trained before the column existed
+            ax.text(0.5, 0.5, f"no {value} in these runs", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8, color="gray")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     n = int(summary["seed"].nunique())
@@ -113,7 +124,7 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
 
 
 def plot_figure(summary: pd.DataFrame, spec: dict, out_pdf: str | Path) -> list[Path]:
-    """Writes OUT.pdf (2 pages) and OUT.png / OUT_success.png; returns the paths."""
+    """Writes OUT.pdf (one page per PAGES) and a PNG of each page; returns the paths."""
     check_spec(spec)
     check_runs(summary, spec)
     out_pdf = Path(out_pdf)
@@ -125,7 +136,7 @@ def plot_figure(summary: pd.DataFrame, spec: dict, out_pdf: str | Path) -> list[
     with atomic_path(out_pdf) as tmp, PdfPages(tmp) as pdf:
         for fig in figs:
             pdf.savefig(fig)
-    for fig, suffix in zip(figs, ("", "_success")):
+    for fig, suffix in zip(figs, PNG_SUFFIXES, strict=True):
         png = out_pdf.with_name(f"{out_pdf.stem}{suffix}.png")
         with atomic_path(png) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

@@ -38,6 +38,12 @@ rule figure:
             category="Figures",
             labels={"figure": "{fig}", "page": "success rate"},
         ),
+        low_png=report(
+            f"{FIGURES}/{FIGURE_FILES[3]}",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}", "page": "low level: subgoal distance left"},
+        ),
     params:
         spec=lambda wc: json.dumps(config["figures"][wc.fig]),
     conda:
