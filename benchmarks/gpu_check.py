@@ -123,7 +123,7 @@ def main() -> int:
                         help=f"comma-separated, from {', '.join(PARTS)} (default: all)")
     parser.add_argument("--env-threads", type=int, default=os.cpu_count() or 1,
                         help="threads stepping a job's envs (default: every core; on the "
-                             "reviewer's 16-core H200 node 16 beat 8 at K = 64)")
+                             "16-core H200 node 16 beat 8 at K = 64)")
     args = parser.parse_args()
     chosen = args.parts.split(",")
     unknown = [p for p in chosen if p not in PARTS]

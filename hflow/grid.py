@@ -40,7 +40,7 @@ TABLE_FILES = ("table2.md", "table2.tex", "table2.html")
 CPU_SECONDS_PER_STEP = {"hiro": 1 / 107.7, "ours": 1 / 126.7}
 
 # Member env steps/s of one GPU running GPU_JOBS grid jobs (K = 5 seeds each) at once.
-# Source: the first run on a GPU, by a reviewer (one H200 with 16 cores; torch 2.11, CUDA 13,
+# Source: measured on one H200 node (16 cores; torch 2.11, CUDA 13,
 # mujoco 3.14; AntPushSingle, paper-size nets, both levels updating, captured steps, 4 env
 # threads per job): hiro, four K = 5 jobs together, 6,044 (one K = 5 job alone: 1,849).
 # ours at K = 5 was not measured; it is costed at hiro's rate x 0.92, their ratio at K = 16
@@ -279,6 +279,6 @@ def plan_text(config: dict, figures: list[str] | None = None) -> str:
                  f"train_throughput.py measured\n     on the 2-core CI machine ({rates}; other "
                  f"presets as ours).\n{GPU_NAME}: {GPU_JOBS} jobs of 5 seeds sharing one GPU, "
                  f"{GPU_MEMBER_STEPS_PER_S['hiro']:,.0f} member env steps/s together (hiro, "
-                 f"measured by a reviewer;\n     ours costed at 0.92 of it); see "
+                 f"measured on one H200 node;\n     ours costed at 0.92 of it); see "
                  f"hflow/grid.py for the source.")
     return "\n".join(lines)

@@ -37,7 +37,9 @@ def load_policy(seed_dir: str | Path):
     version = saved.get("format", 1)
     if version not in (2, POLICY_FORMAT):  # format 1: the group's nets, levels named hi/lo
         raise HflowError(f"{path} has policy format {version!r}; this hflow reads formats 2 "
-                         f"and {POLICY_FORMAT} (format 1 is read by hflow before 2026-12)")
+                         f"and {POLICY_FORMAT} (format 1 held the whole seed group's "
+                         f"networks; draw it with the hflow recorded in the run's "
+                         f"config.json)")
     _check_record(path, saved)
     cfg, seeds, member, nets = from_dict(saved["config"]), [saved["seed"]], 0, saved["nets"]
     task = get_task(cfg.task.name)
@@ -157,11 +159,12 @@ def rollout_figure(cfg, runs):
         for e, run in enumerate(mine):
             color = colors(e)
             ax.plot(run["path"][:, 0], run["path"][:, 1], color=color, lw=1.2,
-                    label="episode paths" if e == 0 else None)
+                    label=f"episode {e + 1}: path")
             for start, goal in run["subgoals"]:
                 ax.plot([start[0], goal[0]], [start[1], goal[1]], color=color, lw=0.5,
                         alpha=0.5)
                 ax.plot(goal[0], goal[1], "x", color=color, ms=4, alpha=0.7)
+        _show_all_subgoals(ax, [g for r in mine for _, g in r["subgoals"]])
         distances = ", ".join(f"{r['distance']:.2f}" for r in mine)
         ax.set_title(f"target ({', '.join(f'{v:g}' for v in target[:2])}): final distance "
                      f"{distances}", fontsize=8)
@@ -169,9 +172,21 @@ def rollout_figure(cfg, runs):
     for ax in axes[0]:
         if ax.get_legend() is not None:
             ax.get_legend().remove()
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
-               ncol=4, fontsize=8, frameon=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(matplotlib.lines.Line2D([], [], color="gray", marker="x", lw=0.5, ms=4))
+    labels.append("subgoal (x), joined to where it was set; episode's colour")
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
+
+
+def _show_all_subgoals(ax, goals: list) -> None:
+    """Widens the axes past the maze where a subgoal lies outside it: none is cut off."""
+    if not goals:
+        return
+    xs, ys = np.array(goals)[:, 0], np.array(goals)[:, 1]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    ax.set_xlim(min(x0, xs.min() - 1), max(x1, xs.max() + 1))
+    ax.set_ylim(min(y0, ys.min() - 1), max(y1, ys.max() + 1))
 
 
 def cut_off(fig) -> list[str]:

@@ -15,6 +15,17 @@ TINY = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests start daemons: they run when asked (`python -m pytest -m slurm`), never
+    as a side effect of a plain `python -m pytest`."""
+    if "slurm" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="starts a SLURM cluster: run it with python -m pytest -m slurm")
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(skip)
+
+
 def squeeze(markdown: str) -> str:
     """A Markdown table with its cell padding collapsed: `| a   |  b |` -> `| a | b |`."""
     return re.sub(r" {2,}", " ", markdown)
