@@ -365,7 +365,8 @@ def slurm(tmp_path_factory):
     script = str(ROOT / "tests" / "slurm" / "cluster.sh")
     try:
         partition = sh(["bash", script, "start", str(directory)], ROOT).stdout.split()[-1]
-        yield partition, {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
+        yield partition, {**os.environ, "SLURM_CONF": str(directory / "slurm.conf"),
+                          "PATH": f"{directory / 'bin'}:{os.environ['PATH']}"}
     finally:
         sh(["bash", script, "stop", str(directory)], ROOT)
 

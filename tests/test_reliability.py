@@ -72,8 +72,12 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(run, run400, tmp_path)
 
 
 def test_real_checkpoints_load_without_pickled_code(run400):
-    for path in list_checkpoints(run400 / STATE):
-        torch.load(path, weights_only=True)  # raises if anything but tensors and plain data
+    paths = list_checkpoints(run400 / STATE)
+    assert [p.name for p in paths] == ["checkpoint-000000000200.pt",
+                                       "checkpoint-000000000400.pt"]  # the premise: both kept
+    for path in paths:
+        state = torch.load(path, weights_only=True)  # raises on anything but tensors and data
+        assert state["step"] == int(path.stem.split("-")[1])
 
 
 def test_no_readable_checkpoint_stops_instead_of_starting_over(run, run400, tmp_path):

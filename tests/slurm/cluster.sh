@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A private single-node SLURM (munge, slurmctld, slurmd) for the cluster profile's test, run
 # only when asked (`python -m pytest -m slurm`). Everything it writes lives in DIR: its own
-# slurm.conf (clients find it through SLURM_CONF=DIR/slurm.conf), munge key and socket, state,
-# logs and pid files; its daemons listen on their own ports, so a SLURM the machine already
-# runs, and /etc/slurm, are left as they are. Needs root; installs Debian's slurm-wlm and
-# munge when they are missing.
+# slurm.conf, munge key and socket, state, logs and pid files; its daemons listen on their own
+# ports, so a SLURM the machine already runs, and /etc/slurm, are left as they are. Clients
+# find the config through SLURM_CONF=DIR/slurm.conf, or through DIR/bin, whose srun, sbatch,
+# squeue, ... set it first: put DIR/bin first on PATH (Snakemake's SLURM jobstep executor
+# drops SLURM_* variables before its nested srun, PATH it keeps). Needs root; installs
+# Debian's slurm-wlm and munge when they are missing.
 #
 #   cluster.sh start DIR    prints the partition name once the node is idle
 #   cluster.sh stop DIR     stops the daemons that `start DIR` started
@@ -79,6 +81,12 @@ NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$dir/slurm.conf"
+mkdir -p "$dir/bin"
+for client in srun sbatch squeue scancel sinfo sacct scontrol; do
+  real=$(command -v "$client") || continue
+  printf '#!/bin/sh\nSLURM_CONF=%s exec %s "$@"\n' "$SLURM_CONF" "$real" > "$dir/bin/$client"
+  chmod +x "$dir/bin/$client"
+done
 /usr/sbin/slurmctld -f "$SLURM_CONF" -c
 /usr/sbin/slurmd -f "$SLURM_CONF"
 for _ in $(seq 60); do
