@@ -74,7 +74,7 @@ def check_sizes(cfg: RunConfig, members: int, obs: int, hi: int, lo: int, action
     if cfg.hierarchy.correction == "hiro":  # [K, B, candidates, c, width] per layer
         need[("hierarchy.hiro_candidates", "low.actor")] = (
             members * cfg.td3.batch_size * (cfg.hierarchy.hiro_candidates + 2)
-            * cfg.hierarchy.c * max(low_hidden) * 4 * 3)
+            * cfg.hierarchy.c * max(low_hidden, default=actions) * 4 * 3)
     need[("train.eval_episodes",)] = members * targets * cfg.train.eval_episodes * ENV_BYTES
     have = _memory(device)
     if sum(need.values()) > have:
