@@ -1,4 +1,4 @@
-"""hflow's Adam (hflow.agents.td3.Adam: torch's fused kernel, moments in plain lists) against
+"""hflow's Adam (hflow.agents.td3.Adam: torch's fused kernel, moments as module buffers) against
 `torch.optim.Adam(fused=True)` on the paper's low-level actor shapes, K members.
 
     python benchmarks/adam_overhead.py [--members 5] [--steps 2000]
@@ -46,7 +46,7 @@ def main() -> None:
     torch_adam = torch.optim.Adam(theirs, lr=1e-3, fused=True)
     for p, g in zip(theirs, grads):
         p.grad = g
-    a = per_step_us(lambda: hflow_adam.step(grads), args.steps)
+    a = per_step_us(lambda: hflow_adam.step(mine, grads), args.steps)
     b = per_step_us(torch_adam.step, args.steps)
     print(f"K = {args.members}: hflow Adam {a:,.1f} us/step, torch.optim.Adam(fused=True) "
           f"{b:,.1f} us/step ({b / a:.2f}x)")
@@ -56,7 +56,7 @@ def main() -> None:
     hflow_adam, torch_adam = Adam(mine, lr=1e-3), torch.optim.Adam(theirs, lr=1e-3, fused=True)
     for _ in range(50):
         grads = [torch.randn(t.shape, generator=gen) for t in init]
-        hflow_adam.step(grads)
+        hflow_adam.step(mine, grads)
         for p, g in zip(theirs, grads):
             p.grad = g
         torch_adam.step()

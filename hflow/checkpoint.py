@@ -33,11 +33,12 @@ from hflow.io import atomic_path
 # policy.pt: 1 (no 'format' key) held all K members' networks and the member's index; 2 holds
 # the seed's own networks, loadable into a one-member agent; 3 adds the checksum.
 POLICY_FORMAT = 3
-CHECKPOINT_VERSION = 5  # 2: flat replay rows, blocked random streams, hflow's own Adam;
+CHECKPOINT_VERSION = 6  # 2: flat replay rows, blocked random streams, hflow's own Adam;
 #                         3: the levels named high and low, bounds not saved; 4: checksum;
-#                         5: replay rows hold each level's TD3 input (obs, next_obs)
-REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "optim", "replay", "rng",
-                 "env_rng", "losses", "metrics", "checksum")
+#                         5: replay rows hold each level's TD3 input (obs, next_obs);
+#                         6: the optimizers' moments in `agent` (modules), no `optim`
+REQUIRED_KEYS = ("version", "config", "step", "wall_s", "agent", "replay", "rng", "env_rng",
+                 "losses", "metrics", "checksum")
 _NAME = re.compile(r"checkpoint-(\d+)\.pt$")
 
 
@@ -134,6 +135,8 @@ def load(path: str | Path) -> dict:
     if not isinstance(state, dict) or "version" not in state:
         # not something hflow wrote at all: set aside like a damaged file (load_latest)
         raise ValueError(f"{path} holds a {type(state).__name__}, not an hflow checkpoint")
+    if state["version"] == 5 and "optim" in state:  # the same state, optimizers kept apart
+        return _from_format_5(verify_checksum(state, path))
     if state["version"] != CHECKPOINT_VERSION:
         version = state["version"]
         raise CheckpointError(
@@ -145,6 +148,19 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a complete hflow "
                               f"checkpoint; delete it to fall back to the previous one")
     return verify_checksum(state, path)
+
+
+def _from_format_5(state: dict) -> dict:
+    """Format 5 kept each level's Adam moments in `optim`; format 6 holds them in `agent`
+    under the optimizers' module names: the same numbers, moved."""
+    agent = dict(state["agent"])
+    for level, parts in state.pop("optim").items():
+        for part, saved in parts.items():
+            prefix = f"{level}.{part}_opt."
+            for moment in ("exp_avg", "exp_avg_sq"):
+                agent.update({f"{prefix}{moment}.{i}": t for i, t in enumerate(saved[moment])})
+            agent[f"{prefix}step_count"] = saved["step"]
+    return {**state, "agent": agent, "version": CHECKPOINT_VERSION}
 
 
 def _blocked(err: Exception) -> str:

@@ -239,9 +239,7 @@ class Trainer:
         """The loop's state; a checkpoint adds the run's identity and metrics (hflow.run)."""
         return {
             "step": self.step,
-            "agent": self.agent.state_dict(),
-            "optim": {"high": self.agent.high.optimizer_state(),
-                      "low": self.agent.low.optimizer_state()},
+            "agent": self.agent.state_dict(),  # the optimizers' moments included
             "replay": {"low": self.low_buffer.state_dict(), "high": self.high_buffer.state_dict()},
             "rng": {k: v.state_dict() for k, v in self.rng.items()},
             "env_rng": self.envs.rng_states(),
@@ -250,8 +248,6 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
-        self.agent.high.load_optimizer_state(state["optim"]["high"])
-        self.agent.low.load_optimizer_state(state["optim"]["low"])
         self.low_buffer.load_state_dict(state["replay"]["low"])
         self.high_buffer.load_state_dict(state["replay"]["high"])
         for k, v in self.rng.items():

@@ -102,15 +102,18 @@ def test_fused_adam_matches_torch_adam():
     mine, torch_adam = Adam(ours, lr=1e-2), torch.optim.Adam(ref, lr=1e-2)
     for _ in range(5):
         grads = [torch.randn(p.shape, generator=gen) for p in ours]
-        mine.step(grads)
+        mine.step(ours, grads)
         for p, g in zip(ref, grads):
             p.grad = g.clone()
         torch_adam.step()
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b.detach(), atol=1e-6)
+    # the moments are module state: state_dict and load_state_dict carry them
     restored = Adam([p.clone() for p in ours], lr=1e-2)
     restored.load_state_dict(mine.state_dict())
-    assert torch.equal(restored.step_count, mine.step_count)
+    assert torch.equal(restored.step_count, mine.step_count) and mine.step_count == 5
+    for a, b in zip(restored.exp_avg_sq.tensors(), mine.exp_avg_sq.tensors(), strict=True):
+        assert torch.equal(a, b) and a.abs().sum() > 0
 
 
 def test_first_layer_shared_across_candidates_equals_the_plain_forward():

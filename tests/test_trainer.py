@@ -353,3 +353,32 @@ def test_the_low_level_tally_of_known_segments():
                       "low_subgoal_distance_left": pytest.approx(2.2 / 3.0),
                       "low_subgoal_reached": pytest.approx(2 / 3)}
     assert all(np.isnan(v) for v in tally.take()[0].values())  # reset: nothing since
+
+
+def test_a_checkpoint_of_the_previous_format_resumes_to_identical_metrics(cmd, uninterrupted,
+                                                                          tmp_path):
+    """Format 5 kept each level's Adam moments apart, in `optim`; format 6 holds them in the
+    agent's state (the optimizers are modules). A format-5 checkpoint resumes exactly."""
+    subprocess.run(cmd(tmp_path, steps=400), check=True)
+    state_dir = tmp_path / "state-seeds-0-1"
+    *older, newest = list_checkpoints(state_dir)
+    for path in older:
+        path.unlink()
+    state = torch.load(newest, weights_only=True)
+    state.pop("checksum")
+    agent, optim = state["agent"], {}
+    for level in ("high", "low"):
+        for part in ("actor", "critic"):
+            prefix = f"{level}.{part}_opt."
+            n = sum(k.startswith(f"{prefix}exp_avg.") for k in agent)
+            optim.setdefault(level, {})[part] = {
+                "exp_avg": [agent.pop(f"{prefix}exp_avg.{i}") for i in range(n)],
+                "exp_avg_sq": [agent.pop(f"{prefix}exp_avg_sq.{i}") for i in range(n)],
+                "step": agent.pop(f"{prefix}step_count")}
+    assert n > 0 and not any("_opt." in k for k in agent)  # the premise: all moved out
+    state.update(version=5, optim=optim)
+    torch.save(with_checksum(state), newest)
+    done = subprocess.run(cmd(tmp_path), capture_output=True, text=True, check=True)
+    assert "resumed from" in done.stdout and "at step 400" in done.stdout
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))

@@ -189,12 +189,9 @@ class HierarchicalAgent(nn.Module):
         return accounting
 
     def mutable_tensors(self) -> list[torch.Tensor]:
-        """Every tensor an update changes: networks, target networks, optimizer moments."""
-        out = [*self.parameters(), *self.buffers()]
-        for td3 in (self.high, self.low):
-            for opt in (td3.actor_opt, td3.critic_opt):
-                out += [*opt.exp_avg, *opt.exp_avg_sq, opt.step_count]
-        return out
+        """Every tensor an update changes: networks, target networks, optimizer moments (the
+        optimizers are modules of each level's TD3)."""
+        return [*self.parameters(), *self.buffers()]
 
     def replay_fields(self) -> tuple[dict, dict]:
         """Field shapes of the low-level and high-level replay buffers."""

@@ -45,26 +45,15 @@ class TD3(nn.Module):
         self.actor, self.critic, self.cfg, self.reward_scale = actor, critic, cfg, reward_scale
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
-        self.actor_params = list(actor.parameters())
-        self.critic_params = list(critic.parameters())
-        self.actor_opt = Adam(self.actor_params, lr=cfg.actor_lr)
-        self.critic_opt = Adam(self.critic_params, lr=cfg.critic_lr)
-        self.zero_grads = [torch.zeros_like(p) for p in self.actor_params]
+        # The optimizers are child modules: their moments move, save and load with the TD3.
+        self.actor_opt = Adam(actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = Adam(critic.parameters(), lr=cfg.critic_lr)
+        self.zero_grads = Buffers((torch.zeros_like(p) for p in actor.parameters()),
+                                  persistent=False)  # HIRO's coast step's gradients
         self.updates = 0  # a host int: reading a device counter would sync every step
         # An actor may add terms to its loss (`act_for_loss(obs) -> (action, terms or None)`:
         # the flow's log-density and pre-squash penalty); any other module is a plain actor.
         self.actor_has_loss_terms = hasattr(actor, "act_for_loss")
-
-    def _apply(self, fn, recurse=True):
-        """`.to()`, `.cuda()`, `.double()` ... move the optimizer state too: Adam's moments,
-        step counts and the zero gradients live in plain lists that nn.Module does not see."""
-        super()._apply(fn, recurse)
-        self.actor_params = list(self.actor.parameters())
-        self.critic_params = list(self.critic.parameters())
-        self.actor_opt.apply(fn, self.actor_params)
-        self.critic_opt.apply(fn, self.critic_params)
-        self.zero_grads = [fn(t) for t in self.zero_grads]
-        return self
 
     def get_extra_state(self) -> dict:
         return {"updates": self.updates}
@@ -92,7 +81,8 @@ class TD3(nn.Module):
         q = self.critic(obs, action)
         td = F.huber_loss(q, target.expand_as(q), reduction="none", delta=cfg.huber_delta)
         critic_loss = td.sum(dim=0)  # Q1 + Q2, per member and sample
-        self.critic_opt.step(torch.autograd.grad(member_sum(critic_loss), self.critic_params))
+        params = list(self.critic.parameters())
+        self.critic_opt.step(params, torch.autograd.grad(member_sum(critic_loss), params))
         return {"critic": per_member(critic_loss)}
 
     def actor_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,7 +95,8 @@ class TD3(nn.Module):
         if extra is not None:  # e.g. the flow's pre-squash penalty (hflow.agents.flow_actor)
             actor_loss = actor_loss + extra
         # Gradients w.r.t. the actor only: the critic's weights need none from this loss.
-        self.actor_opt.step(torch.autograd.grad(member_sum(actor_loss), self.actor_params))
+        params = list(self.actor.parameters())
+        self.actor_opt.step(params, torch.autograd.grad(member_sum(actor_loss), params))
         with torch.no_grad():
             for target_net, net in ((self.actor_target, self.actor),
                                     (self.critic_target, self.critic)):
@@ -116,7 +107,7 @@ class TD3(nn.Module):
     def coast_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """HIRO's off-delay step: its loss * 0 gives zero gradients, and the Adam step runs
         on the moments alone."""
-        self.actor_opt.step(self.zero_grads)
+        self.actor_opt.step(list(self.actor.parameters()), self.zero_grads.tensors())
         return {}
 
     def delayed_step(self) -> Callable[[dict], dict] | None:
@@ -135,58 +126,47 @@ class TD3(nn.Module):
         delayed = self.delayed_step()
         return losses if delayed is None else {**losses, **delayed(batch)}
 
-    def optimizer_state(self) -> dict:
-        return {"actor": self.actor_opt.state_dict(), "critic": self.critic_opt.state_dict()}
-
-    def load_optimizer_state(self, state: dict) -> None:
-        self.actor_opt.load_state_dict(state["actor"])
-        self.critic_opt.load_state_dict(state["critic"])
 
 
-class Adam:
+class Buffers(nn.Module):
+    """An ordered list of tensors registered as buffers ('0', '1', ...): they follow `.to()`
+    and, when persistent, `state_dict()`, as a module's own tensors do."""
+
+    def __init__(self, tensors, persistent: bool = True):
+        super().__init__()
+        for i, t in enumerate(tensors):
+            self.register_buffer(str(i), t, persistent=persistent)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return list(self._buffers.values())
+
+
+class Adam(nn.Module):
     """Adam as `torch.optim.Adam(fused=True)` computes it (bitwise: tests/test_nets.py), through
-    the same fused kernel, with its moments in plain lists and the gradients passed in (no
-    `.grad` kept or zeroed). Why not torch.optim.Adam: its per-step Python bookkeeping
-    (parameter groups, state look-ups, checks) cost 1.8-2.2x this class's time per
-    step on paper-size networks here (benchmarks/adam_overhead.py). `torch._fused_adam_` is
-    private: pyproject pins the torch range it was run with."""
+    the same fused kernel, with the parameters and gradients passed to each step (no `.grad`
+    kept or zeroed). Its moments and step count are buffers of this module, a child of its TD3:
+    `.to()`, `state_dict()` and checkpoints carry them with the networks. Why not
+    torch.optim.Adam: its per-step Python bookkeeping (parameter groups, state look-ups,
+    checks) cost 1.8-2.2x this class's time per step on paper-size networks here
+    (benchmarks/adam_overhead.py). `torch._fused_adam_` is private: pyproject pins the torch
+    range it was run with."""
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
-        self.params = list(params)
+        super().__init__()
+        params = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.step_count = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
-
-    def apply(self, fn, params: list) -> None:
-        """Applies a module conversion (`nn.Module._apply`'s fn: device, dtype) to the state
-        and rebinds the parameters (a conversion may replace them)."""
-        self.params = list(params)
-        self.exp_avg = [fn(t) for t in self.exp_avg]
-        self.exp_avg_sq = [fn(t) for t in self.exp_avg_sq]
-        self.step_count = fn(self.step_count)
+        self.exp_avg = Buffers(torch.zeros_like(p) for p in params)
+        self.exp_avg_sq = Buffers(torch.zeros_like(p) for p in params)
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.float32,
+                                                       device=params[0].device))
 
     @torch.no_grad()
-    def step(self, grads: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
+    def step(self, params: list[torch.Tensor],
+             grads: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
+        """One Adam step of `params` (the parameters this Adam was built for, in that order)."""
         self.step_count += 1
-        torch._fused_adam_(self.params, list(grads), self.exp_avg, self.exp_avg_sq, [],
-                           [self.step_count] * len(self.params), lr=self.lr,
-                           beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0,
-                           eps=self.eps, amsgrad=False, maximize=False)
-
-    def state_dict(self) -> dict:
-        return {"exp_avg": [t.cpu() for t in self.exp_avg],
-                "exp_avg_sq": [t.cpu() for t in self.exp_avg_sq],
-                "step": self.step_count.cpu()}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for mine, saved in ((self.exp_avg, state["exp_avg"]),
-                                (self.exp_avg_sq, state["exp_avg_sq"])):
-                if len(saved) != len(mine) or any(a.shape != b.shape
-                                                  for a, b in zip(mine, saved)):
-                    raise ValueError("optimizer state does not match the network's parameters")
-                for a, b in zip(mine, saved):
-                    a.copy_(b)
-            self.step_count.copy_(state["step"])
+        torch._fused_adam_(params, list(grads), self.exp_avg.tensors(),
+                           self.exp_avg_sq.tensors(), [], [self.step_count] * len(params),
+                           lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
+                           weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
