@@ -126,10 +126,12 @@ class RunFiles:
             directory = self.seed_dir(seed)
             record = directory / "config.json"
             if not record.is_file():
-                results = [p.name for p in (directory / "metrics.csv", directory / "policy.pt")
-                           if p.is_file()]
-                if not resumed and ("policy.pt" in results
-                                    or _rows_past_start(directory / "metrics.csv")):
+                # Rows without their record: a run of unknown configuration. (A policy.pt
+                # alone is not: a workflow's forced rerun deletes a job's outputs, metrics.csv
+                # and config.json, and leaves the policy to be written anew.)
+                if not resumed and _rows_past_start(directory / "metrics.csv"):
+                    results = [p.name for p in (directory / "metrics.csv",
+                                                directory / "policy.pt") if p.is_file()]
                     raise HflowError(f"{directory} holds results ({', '.join(results)}) but no "
                                      f"config.json: a run of unknown configuration, which hflow "
                                      f"does not replace; {fix}")

@@ -339,7 +339,7 @@ def test_point_suite_policies_travel_through_a_dvc_remote(tmp_path):
     assert "remote" not in (first / ".dvc" / "config").read_text()  # none of one machine
     sh(["dvc", "remote", "add", "--local", "-d", "store", str(remote)], first)
     sh(["dvc", "commit", "--force", "point"], first)
-    sh(["git", "add", "dvc.lock", "config/point.yaml"], first)
+    sh(["git", "add", "dvc.lock", "config/point.yaml", "results/point"], first)  # + records
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "runs"], first)
     sh(["dvc", "push", "point"], first)
     second = tmp_path / "second"
