@@ -25,24 +25,7 @@ inside the high-level update and shows as nan.
 main: `git worktree add /tmp/base main`), interleaved with the current one, and prints the
 ratio current / baseline.
 
-Measured on the 2-core CI machine against the main of before the speed work (dc9c523),
-env steps/s per member, current vs before (`--members 1 4 16`; paper-size `--steps 100`,
-tiny `--steps 300`):
-    paper-size hiro  K=1 107.7 vs 69.6 (1.55x) | K=4 24.6 vs 19.1 | K=16 6.6 vs 4.6
-    paper-size ours  K=1 126.7 vs 109.7 (1.16x) | K=4 46.2 vs 41.5 | K=16 13.6 vs 12.5
-    16-16 hiro       K=1 432.4 vs 309.9 (1.40x) | K=4 228.1 vs 190.1 | K=16 77.0 vs 56.2
-    16-16 ours       K=1 230.9 vs 178.8 (1.29x) | K=4 149.6 vs 107.9 | K=16 65.2 vs 54.8
-The same case moves by about 10% between runs on this shared machine (another paper-size
-K=1 run, best of 2: hiro 1.41x, ours 1.25x).
-
-The relabelling change (a_rnvp stored, log-density and pre-squash terms in L_rnvp for ours,
-relabel health on every high-level update) against fa5e1ef, paper-size K=1 `--steps 100
---repeats 2`, on a 2-core AMD EPYC shared with a test run (noisy): hiro 0.90x, ours 0.73x
-(ours: low-level update 14.2 -> 16.3 ms/step, high-level update 0.8 -> 1.8, acting 2.2 -> 2.8).
-
-The update-path reshaping (steps as functions of their batch, TD3 split into critic and
-delayed steps; 6dbbef2) against 16bab1d, paper-size K=1 `--steps 100 --repeats 2`, on a 2-core
-AMD EPYC with a CI run beside it (noisy): hiro 1.01x, ours 1.01x.
+Measurements made with it, each with its machine, date and commit: docs/performance.md.
 """
 
 from __future__ import annotations
