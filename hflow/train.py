@@ -58,8 +58,8 @@ def check_sizes(cfg: RunConfig, members: int, obs: int, hi: int, lo: int, action
     for key in ("train.torch_threads", "train.env_threads"):
         threads = get_key(cfg, key)
         if threads > 4 * cores:
-            raise HflowError(f"'{key}' = {threads:,} but this machine has {cores} cores; use "
-                             f"at most {cores} (more threads than 4 x cores only slow it down)")
+            raise HflowError(f"'{key}' = {threads:,} but this machine has {cores} cores (more "
+                             f"than 4 threads a core only slow a run down); use at most {cores}")
     low_hidden = [*cfg.low.actor, *(cfg.flow.hidden if cfg.low.policy == "flow" else [])]
     weights = {
         "high.actor": _mlp_weights([obs + hi, *cfg.high.actor, lo]),

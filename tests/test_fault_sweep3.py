@@ -123,7 +123,7 @@ def test_a_resumed_tensorboard_log_holds_every_evaluation_once(tiny, tmp_path):
     ("hierarchy.hiro_candidates=1000000000", "'hierarchy.hiro_candidates' = 1000000000"),
     ("high.critic=[300000,300000]", "'high.critic' = [300000, 300000]"),
     ("train.eval_episodes=10000000", "'train.eval_episodes' = 10000000"),
-    ("train.torch_threads=100000", "'train.torch_threads' = 100,000 but this machine has"),
+    ("train.torch_threads=100000", "'train.torch_threads' = 100,000 but this machine has "),
 ])
 def test_resources_that_scale_with_a_key_are_checked_before_anything_is_built(setting, named):
     cfg = resolve("hiro", options={"task.name": "AntMazeMulti"}, sets=[setting])
