@@ -64,7 +64,10 @@ def check_sizes(cfg: RunConfig, members: int, obs: int, hi: int, lo: int, action
     weights = {
         "high.actor": _mlp_weights([obs + hi, *cfg.high.actor, lo]),
         "high.critic": 2 * _mlp_weights([obs + hi + lo, *cfg.high.critic, 1]),
-        "low.actor": 3 * _mlp_weights([obs + lo, *cfg.low.actor, actions]),
+        # a flow low level has two MLPs of these widths (forward, conditional part) besides
+        # its flow; HIRO's has one
+        "low.actor": (2 if cfg.low.policy == "flow" else 1)
+        * _mlp_weights([obs + lo, *cfg.low.actor, actions]),
         "low.critic": 2 * _mlp_weights([obs + lo + actions, *cfg.low.critic, 1]),
         "flow.hidden": (cfg.flow.coupling_layers * _mlp_weights(
             [actions + max(cfg.flow.z_state_dim, obs), *cfg.flow.hidden, 2 * actions])
@@ -172,9 +175,10 @@ class LowLevelTally:
         self.sums[0] += intrinsic_reward[:, 0, 0]
         self.steps += 1
 
-    def end_segment(self, left: torch.Tensor) -> None:
-        """left [K, 1, lo]: what remains of the subgoal after the segment's last step."""
-        end = torch.linalg.vector_norm(left[:, 0], dim=-1)
+    def end_segment(self, intrinsic_reward: torch.Tensor) -> None:
+        """intrinsic_reward [K, 1, 1] of the segment's last step: minus what remains of the
+        subgoal after it (the distance the step's reward already took)."""
+        end = -intrinsic_reward[:, 0, 0]
         self.sums[1:] += torch.stack([self.start, end, (end < self.reached_within).float()])
         self.segments += 1
 
@@ -303,7 +307,7 @@ class Trainer:
         self.segment.add(next_state, action, extras, reward[:, 0])
         self.episode_return += reward[:, 0]
         if segment_end:
-            self.low_tally.end_segment(carried)
+            self.low_tally.end_segment(intrinsic)
             terminal = episode_end and cfg.hierarchy.high_episode_end == "terminal"
             self.high_buffer.add(**self.segment.transition(self.agent, self.target, terminal,
                                                             self._tensor))

@@ -344,7 +344,7 @@ def test_the_low_level_tally_of_known_segments():
         tally.begin_segment(torch.tensor([[[start[0], 0.0]], [[start[1], 0.0]]]))
         for _ in range(2):
             tally.add_step(-torch.tensor([[[start[0]]], [[start[1]]]]))
-        tally.end_segment(torch.tensor([[[end[0], 0.0]], [[0.0, end[1]]]]))
+        tally.end_segment(-torch.tensor([[[end[0]]], [[end[1]]]]))
     first, second = tally.take()
     assert first == {"low_intrinsic_reward": pytest.approx(-8 / 3),
                      "low_subgoal_distance_left": pytest.approx(3.5 / 8),
