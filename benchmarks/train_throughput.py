@@ -23,7 +23,8 @@ inside the high-level update and shows as nan.
 `--tiny` uses 16-16 networks (compute negligible): what remains is the per-step overhead.
 `--baseline PATH` runs every case also against another checkout of hflow (e.g. the previous
 main: `git worktree add /tmp/base main`), interleaved with the current one, and prints the
-ratio current / baseline.
+ratio current / baseline; each checkout runs its own copy of this script, with the same
+arguments.
 
 Measurements made with it, each with its machine, date and commit: docs/performance.md.
 """
@@ -35,7 +36,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -73,119 +73,78 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
 
     import hflow
     from hflow.agents.registry import get_preset
-    from hflow.config import all_keys
-
-    try:
-        from hflow.resolve import resolve
-    except ImportError:  # checkouts before hflow.resolve existed
-        from hflow.config import resolve
+    from hflow.resolve import resolve
     from hflow.train import Trainer
 
-    def make_trainer(cfg, out):  # checkouts before hflow.run: the Trainer took the run's files
-        return Trainer(cfg, out, progress=False) if hasattr(Trainer, "run") else Trainer(cfg)
-    # Checkouts before the rename spell the levels hi/lo (keys, attributes): measure those too.
-    old = "high.actor" not in all_keys()
-    high, low = ("hi", "lo") if old else ("high", "low")
     base = resolve(model)
     fill = base.td3.batch_size * base.hierarchy.c  # high-level buffer holds one batch
-    sets = [f"train.warmup={fill}", "train.eval_episodes=1"]
-    if env_threads > 1 and "train.env_threads" in all_keys():  # older checkouts: one thread
+    sets = [f"train.warmup={fill}", "train.eval_episodes=1", f"train.capture={capture}"]
+    if env_threads > 1:
         sets.append(f"train.env_threads={env_threads}")
-    if "train.capture" in all_keys():  # older checkouts run op by op
-        sets.append(f"train.capture={capture}")
     if tiny:
-        tiny_sets = [s.replace("high.", "hi.").replace("low.", "lo.") if old else s
-                     for s in TINY]
-        sets += tiny_sets + (TINY_FLOW if get_preset(model).fdgm else [])
+        sets += TINY + (TINY_FLOW if get_preset(model).fdgm else [])
     cfg = resolve(model, options={"task.name": task, "train.seeds": list(range(members)),
                                   "train.device": device}, sets=sets)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = make_trainer(cfg, out)
-        cuda = trainer.device.type == "cuda"
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
-        for _ in range(fill + 20):  # past the warm-up: both levels update from here on
+    trainer = Trainer(cfg)
+    cuda = trainer.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(fill + 20):  # past the warm-up: both levels update from here on
+        trainer.advance()
+    assert len(trainer.high_buffer) >= cfg.td3.batch_size
+
+    def run_steps() -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(steps):
             trainer.advance()
-        high_buffer, low_buffer = (getattr(trainer, f"{name}_buffer") for name in (high, low))
-        assert len(high_buffer) >= cfg.td3.batch_size
+        sync()
+        return time.perf_counter() - start
 
-        def run_steps() -> float:
-            sync()
-            start = time.perf_counter()
-            for _ in range(steps):
-                trainer.advance()
-            sync()
-            return time.perf_counter() - start
+    total = run_steps()
 
-        total = run_steps()
+    # Again with a timer around each phase (syncing on CUDA, so the total above is the honest
+    # figure there). Every step runs through `trainer.graphs(name, fn, inputs)` (eager too):
+    # each is timed by its name; the correction is timed inside the high level's update.
+    totals = dict.fromkeys(PHASES, 0.0)
+    agent, graphs = trainer.agent, trainer.graphs
+    captured = graphs.mode == "cuda"
+    patches = [(trainer.envs, "step", "env"), (trainer.low_buffer, "add", "store"),
+               (trainer.high_buffer, "add", "store")]
+    patches += [(level.replay, "sample", "sample") for level in trainer.levels]
+    if not captured:
+        patches.append((agent, "correction", "correction"))
 
-        # Again with a timer around each phase (syncing on CUDA, so the total above is the
-        # honest figure there).
-        totals = dict.fromkeys(PHASES, 0.0)
-        agent = trainer.agent
-        patches = [(trainer.envs, "step", "env"), (low_buffer, "sample", "sample"),
-                   (high_buffer, "sample", "sample"), (low_buffer, "add", "store"),
-                   (high_buffer, "add", "store")]
-        graphs = getattr(trainer, "graphs", None)
-        captured = graphs is not None and graphs.mode == "cuda"
-        # Checkouts whose loop runs every step through `graphs(name, fn, inputs)` (eager
-        # too): time each step by its name; the correction is timed inside the high update.
-        steps_by_name = hasattr(agent, "high_critic_step")
-        if captured or steps_by_name:
-            graphs_call = graphs.__call__
+    def kind(name):  # act_low, act_high, low_critic_step, high_actor_step, ...
+        if name.startswith("act_"):
+            return "act"
+        return "high_update" if name.startswith("high") else "low_update"
 
-            def kind(name):  # act_low | update_high (older) | low_critic_step (newer) ...
-                if name.startswith("act_"):
-                    return "act"
-                return "high_update" if "high" in name else "low_update"
+    def timed_graphs(name, *args):
+        return _timed(graphs, kind(name), totals, sync)(name, *args)
 
-            def timed_graphs(name, *args):
-                return _timed(graphs_call, kind(name), totals, sync)(name, *args)
+    originals = [getattr(obj, name) for obj, name, _ in patches]
+    for obj, name, phase in patches:
+        setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
+    trainer.graphs = timed_graphs
+    timed_total = run_steps()
+    trainer.graphs = graphs
+    for (obj, name, _), original in zip(patches, originals):
+        setattr(obj, name, original)
 
-            trainer.graphs = timed_graphs
-            if steps_by_name and not captured:
-                patches.append((agent, "correction", "correction"))
-        else:
-            patches += [(agent, f"act_{low}", "act"), (agent, f"act_{high}", "act"),
-                        (agent, f"update_{low}", "low_update"),
-                        (agent, f"update_{high}", "high_update"),
-                        (agent, "correction", "correction")]
-        originals = [getattr(obj, name) for obj, name, _ in patches]
-        for obj, name, phase in patches:
-            setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
-        timed_total = run_steps()
-        for (obj, name, _), original in zip(patches, originals):
-            setattr(obj, name, original)
-        if captured or steps_by_name:
-            trainer.graphs = graphs
-
-        flops = {}
-        for level in ("lo", "hi"):  # random streams keep their names across the rename
-            buffer = low_buffer if level == "lo" else high_buffer
-            batch = buffer.sample(cfg.td3.batch_size, trainer.rng[f"replay_{level}"])
-            counter = FlopCounterMode(display=False)
-            with counter:
-                if steps_by_name:  # critic and actor steps: one update of each level
-                    td3 = agent.low if level == "lo" else agent.high
-                    size = agent.action_dim if level == "lo" else agent.lo_dim
-                    batch["noise"] = torch.zeros(members, cfg.td3.batch_size, size,
-                                                 device=trainer.device)
-                    batch.update(agent.correction.draw(trainer.rng["correction"],
-                                                       cfg.td3.batch_size, agent.lo_dim)
-                                 if level == "hi" else {})
-                    step = td3.critic_step if level == "lo" else agent.high_critic_step
-                    step(batch)
-                    td3.actor_step(batch)
-                elif level == "lo":
-                    getattr(agent, f"update_{low}")(batch, trainer.rng["noise_lo"])
-                else:
-                    getattr(agent, f"update_{high}")(batch, trainer.rng["noise_hi"],
-                                                     trainer.rng["correction"])
-            flops[level] = counter.get_total_flops()
+    flops = {}  # one critic step and one actor step of each level
+    for level in trainer.levels:
+        batch = {**level.replay.sample(level.batch_size, level.streams["replay"]),
+                 **level.draws()}
+        counter = FlopCounterMode(display=False)
+        with counter:
+            level.critic_step(batch)
+            level.td3.actor_step(batch)
+        flops[level.name] = counter.get_total_flops()
     per_step = {k: 1000 * v / steps for k, v in totals.items()}
     per_step["high_update"] -= per_step["correction"]
     per_step["other"] = 1000 * timed_total / steps - sum(per_step.values())
     update_s = (totals["low_update"] + totals["high_update"]) / steps
-    update_flops = flops["lo"] + flops["hi"] / getattr(cfg, high).update_every
+    update_flops = flops["low"] + flops["high"] / cfg.high.update_every
     if captured:
         per_step["correction"] = float("nan")  # inside the high-level update's graph
     return {"model": model, "K": members, "sps": steps / total, "ms_per_step": per_step,
@@ -197,7 +156,9 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
 
 def run_case(checkout: Path, args, model: str, members: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    cmd = [sys.executable, __file__, "--worker", "--models", model, "--members", str(members),
+    # each checkout is measured by its own copy of this script (its loop, its API)
+    cmd = [sys.executable, str(checkout / "benchmarks" / "train_throughput.py"), "--worker",
+           "--models", model, "--members", str(members),
            "--steps", str(args.steps), "--device", args.device, "--task", args.task,
            "--capture", args.capture]
     if args.tiny:

@@ -30,13 +30,17 @@ from pathlib import Path
 from hflow import HflowError
 from hflow.io import write_text
 
-# What each update logs (hflow.loss_log): the losses, which must stay finite, then what the
-# high level's relabel did (HierarchicalAgent.relabel_accounting), NaN where it is undefined
-# (no segment replaced; no flow inverse).
-LOSSES = ("low_critic", "low_actor", "high_critic", "high_actor")
-RELABEL_METRICS = ("high_segments_relabelled", "high_segments_clipped", "high_segments_kept",
-                   "high_relabel_shift", "high_relabel_out_of_range", "high_relabelled_at_bound",
-                   "high_stored_round_trip_error", "high_saturated")
+# What each level's update logs (hflow.agents.level), declared here once per level and written
+# as `<level>_<name>` columns: its losses, which must stay finite, then, for the high level,
+# what its relabel did (HierarchicalAgent.relabel_accounting), NaN where that is undefined (no
+# segment replaced; no flow inverse).
+LEVEL_LOSSES = {"low": ("critic", "actor"), "high": ("critic", "actor")}
+RELABEL_ACCOUNTING = ("segments_relabelled", "segments_clipped", "segments_kept",
+                      "relabel_shift", "relabel_out_of_range", "relabelled_at_bound",
+                      "stored_round_trip_error", "saturated")
+LEVEL_METRICS = {"low": LEVEL_LOSSES["low"], "high": (*LEVEL_LOSSES["high"], *RELABEL_ACCOUNTING)}
+LOSSES = tuple(f"{level}_{name}" for level, names in LEVEL_LOSSES.items() for name in names)
+RELABEL_METRICS = tuple(f"high_{name}" for name in RELABEL_ACCOUNTING)
 UPDATE_METRICS = (*LOSSES, *RELABEL_METRICS)
 # The low level's own task, from the training steps (hflow.train.LowLevelTally).
 LOW_LEVEL_METRICS = ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached")

@@ -20,7 +20,7 @@ import torch
 
 from hflow import HflowError
 from hflow.agents.hiro import HierarchicalAgent, draw_exploration
-from hflow.agents.td3 import draw_target_noise
+from hflow.agents.level import make_levels
 from hflow.config import RunConfig, get_key
 from hflow.envs import get_task, goal_space
 from hflow.envs.batch import EnvBatch, task_env
@@ -198,9 +198,7 @@ class Trainer:
     """K seeds of one configuration in lockstep: the loop (`advance`: act, step, store,
     learn) and its state (`state_dict`)."""
 
-    def __init__(self, cfg: RunConfig, graphs_mode: str | None = None):
-        """graphs_mode: overrides `train.capture`'s choice (the tests pass 'emulate': the CUDA
-        graphs' buffers, warm-up and restore on the CPU, without a graph)."""
+    def __init__(self, cfg: RunConfig):
         self.cfg, self.seeds, self.K = cfg, list(cfg.train.seeds), len(cfg.train.seeds)
         self.device = resolve_device(cfg.train.device)
         torch.set_num_threads(cfg.train.torch_threads)
@@ -213,16 +211,19 @@ class Trainer:
                     self.task.robot.nu, len(self.goals.eval_targets), self.device)
         self.agent = HierarchicalAgent(cfg, self.task, self.goals, self.seeds).to(self.device)
         # acting and the updates: eager, or recorded once and replayed as CUDA graphs
-        self.graphs = StepGraphs(graphs_mode or capture_mode(cfg.train.capture, self.device),
+        self.graphs = StepGraphs(capture_mode(cfg.train.capture, self.device),
                                  self.device, self.agent.mutable_tensors)
         low, high = self.agent.replay_fields()
         check_replay_fits(self.K, cfg, low, high, self.device)
         self.low_buffer = ReplayBuffer(self.K, cfg.low.buffer_size, low, self.device)
         self.high_buffer = ReplayBuffer(self.K, cfg.high.buffer_size, high, self.device)
         # One stream per consumer, drawn in blocks (one generator call per member per block).
+        # A stream's name seeds it: '_lo' / '_hi' (the low / high level) stay as first
+        # spelled, or every run's numbers would change.
         self.rng = {name: BlockedRNG(self.seeds, name, self.device)
                     for name in ("replay_lo", "replay_hi", "noise_lo", "noise_hi", "correction",
                                  "explore_lo", "explore_hi", "warmup")}
+        self.levels = make_levels(self.agent, self.low_buffer, self.high_buffer, self.rng, cfg)
         self.envs = EnvBatch([[task_env(cfg.task, "train")] for _ in self.seeds],
                              cfg.train.env_threads)
         self.loss_log = LossLog(self.K, self.device)
@@ -317,30 +318,14 @@ class Trainer:
         self.state = next_state
         self.goal = new_goal if new_goal is not None else carried
 
-        # -- learn, once the warm-up is over: each level's TD3 runs its critic step, then the
-        # step its policy delay asks for (the actor's, HIRO's coast step, or none); the loop
-        # draws every random number a step uses, so a step is a function of its batch alone
+        # -- learn, once the warm-up is over: each level due samples its replay, draws its
+        # noise and runs its critic step, then the step its policy delay asks for
         self.step += 1
         if self.step < cfg.train.warmup:
             return
-        B, low, high = cfg.td3.batch_size, self.agent.low, self.agent.high
-        if self.step % cfg.low.update_every == 0 and len(self.low_buffer) >= B:
-            batch = {**self.low_buffer.sample(B, self.rng["replay_lo"]),
-                     "noise": draw_target_noise(self.rng["noise_lo"], B, self.agent.action_dim)}
-            losses = self.graphs("low_critic_step", low.critic_step, batch)
-            if (delayed := low.delayed_step()) is not None:  # it reads the states only
-                losses.update(self.graphs(f"low_{delayed.__name__}", delayed,
-                                          {"obs": batch["obs"]}))
-            self.loss_log.record_update("low", losses, self.step)
-        if self.step % cfg.high.update_every == 0 and len(self.high_buffer) >= B:
-            batch = {**self.high_buffer.sample(B, self.rng["replay_hi"]),
-                     "noise": draw_target_noise(self.rng["noise_hi"], B, self.agent.lo_dim),
-                     **self.agent.correction.draw(self.rng["correction"], B, self.agent.lo_dim)}
-            losses = self.graphs("high_critic_step", self.agent.high_critic_step, batch)
-            if (delayed := high.delayed_step()) is not None:
-                losses.update(self.graphs(f"high_{delayed.__name__}", delayed,
-                                          {"obs": batch["obs"]}))
-            self.loss_log.record_update("high", losses, self.step)
+        for level in self.levels:  # the low level first, then the high
+            if level.due(self.step):
+                self.loss_log.record_update(level.name, level.update(self.graphs), self.step)
 
     def _begin_episode(self) -> None:
         seeds = None

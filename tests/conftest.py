@@ -66,9 +66,9 @@ def train_cmd():
 # The gpu tests' run length: warm-up is 100 steps, then the high level needs a batch (32) of
 # c = 10 step segments. tests/test_device.py checks on the CPU that it suffices.
 GPU_TEST_STEPS = 500
-# Every step the loop runs through hflow.graphs (HIRO's delay: the actor's and the coast step).
-STEP_KINDS = {"act_low", "act_high", "low_critic_step", "low_actor_step", "low_coast_step",
-              "high_critic_step", "high_actor_step", "high_coast_step"}
+# Every step the loop runs through hflow.graphs (HIRO's delay: the actor's and the momentum step).
+STEP_KINDS = {"act_low", "act_high", "low_critic_step", "low_actor_step", "low_momentum_step",
+              "high_critic_step", "high_actor_step", "high_momentum_step"}
 
 
 def assert_both_levels_update(trainer):
@@ -83,6 +83,8 @@ def assert_both_levels_update(trainer):
 def make_trainer(tiny):
     """make_trainer(tmp_path, model, device, capture): the tiny 2-seed BallPush run of the
     gpu tests, not started."""
+    from emulation import emulate
+
     from hflow.resolve import resolve
     from hflow.train import Trainer
 
@@ -92,6 +94,7 @@ def make_trainer(tiny):
         cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": steps},
                       sets=tiny(model, ["task.name=BallPushSingle", f"train.device={device}",
                                         f"train.capture={setting}"]))
-        return Trainer(cfg, graphs_mode="emulate" if capture == "emulate" else None)
+        trainer = Trainer(cfg)
+        return emulate(trainer) if capture == "emulate" else trainer
 
     return make

@@ -7,6 +7,7 @@ import torch
 
 from hflow.agents.corrections import FlowInverseCorrection, HiroCorrection
 from hflow.agents.hiro import HierarchicalAgent
+from hflow.agents.level import Level
 from hflow.agents.td3 import draw_target_noise
 from hflow.envs import get_task, goal_space
 from hflow.nets.flow import squash
@@ -139,11 +140,12 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
     batch, true_goal = _segments(agent, cfg)
     states, actions, cond = batch["states"], batch["actions"], batch["cond"]
     before = [p.detach().clone() for p in agent.low.actor.parameters()]
+    low = Level("low", agent.low, agent.low.critic_step)
     for _ in range(4):  # change the low level: the stored goals are now stale
         obs = agent.low_input(states[:, :, 0], true_goal)
-        agent.low.update({"obs": obs, "action": actions[:, :, 0], "reward": torch.randn(2, 32, 1),
-                          "next_obs": obs, "noise": draw_target_noise(
-                              MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
+        low.learn({"obs": obs, "action": actions[:, :, 0], "reward": torch.randn(2, 32, 1),
+                   "next_obs": obs,
+                   "noise": draw_target_noise(MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
     batch["goal"] = true_goal
     relabelled = FlowInverseCorrection(inverse, "first")(agent, batch).goal

@@ -10,6 +10,8 @@ import torch
 from conftest import GPU_TEST_STEPS as STEPS
 from conftest import STEP_KINDS, assert_both_levels_update
 
+from hflow.agents.level import make_levels
+
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -34,21 +36,16 @@ def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_pat
         cpu.advance()
     assert_both_levels_update(cpu)
     cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
-    for level in ("low", "high"):
-        batch = getattr(cpu, f"{level}_buffer").sample(cpu.cfg.td3.batch_size,
-                                                       FixedRNG("cpu", 1))
+    B = cpu.cfg.td3.batch_size
+    for name in ("low", "high"):
+        batch = getattr(cpu, f"{name}_buffer").sample(B, FixedRNG("cpu", 1))
         for agent, device in ((cpu.agent, "cpu"), (cuda_agent, "cuda")):
+            streams = {"noise_lo": FixedRNG(device), "noise_hi": FixedRNG(device),
+                       "correction": FixedRNG(device, 2)}
+            level = dict(zip(("low", "high"), make_levels(agent, None, None, streams, cpu.cfg)))
             on = {k: v.to(device) for k, v in batch.items()}
-            B = cpu.cfg.td3.batch_size
             for _ in range(4):  # actor and delayed steps included
-                if level == "low":
-                    agent.low.update({**on, "noise": FixedRNG(device).normal(B, agent.action_dim)})
-                    continue
-                on.update(noise=FixedRNG(device).normal(B, agent.lo_dim),
-                          **agent.correction.draw(FixedRNG(device, 2), B, agent.lo_dim))
-                agent.high_critic_step(on)
-                if (delayed := agent.high.delayed_step()) is not None:
-                    delayed(on)
+                level[name].learn({**on, **level[name].draws()})
     for (name, a), b in zip(cpu.agent.state_dict().items(), cuda_agent.state_dict().values()):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
             assert torch.allclose(a, b.cpu(), atol=1e-4, rtol=1e-3), name

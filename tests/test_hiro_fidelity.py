@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hflow.agents.hiro import HierarchicalAgent
+from hflow.agents.level import Level
 from hflow.agents.td3 import TD3, draw_target_noise
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import metric_names
@@ -52,8 +53,9 @@ def _update(td3):
     obs = torch.randn(1, 16, 4, generator=gen)
     action = torch.rand(1, 16, 2, generator=gen) * 2 - 1
     reward = torch.randn(1, 16, 1, generator=gen)
-    td3.update({"obs": obs, "action": action, "reward": reward, "next_obs": obs.roll(1, dims=1),
-                "noise": draw_target_noise(MemberRNG([0], "noise"), 16, 2)})
+    Level("low", td3, td3.critic_step).learn(
+        {"obs": obs, "action": action, "reward": reward, "next_obs": obs.roll(1, dims=1),
+         "noise": draw_target_noise(MemberRNG([0], "noise"), 16, 2)})
 
 
 @pytest.mark.parametrize("mode", ["zero_loss", "skip"])

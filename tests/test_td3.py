@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from hflow.agents.hiro import MLPActor
+from hflow.agents.level import Level
 from hflow.agents.td3 import TD3, draw_target_noise
 from hflow.config import TD3Config
 from hflow.nets import TwinCritic
@@ -48,6 +49,7 @@ def test_member_batched_td3_learns_a_small_control_problem():
     torch.manual_seed(0)
     members, seeds = 2, [0, 1]
     agent = _td3(members, seeds)
+    level = Level("low", agent, agent.critic_step)
     env, explore = DriftToZero(members, 0), np.random.default_rng(1)
     replay = {k: [] for k in ("s", "a", "r", "s2")}
     noise_rng, sample_rng = MemberRNG(seeds, "noise"), np.random.default_rng(2)
@@ -66,7 +68,7 @@ def test_member_batched_td3_learns_a_small_control_problem():
                 idx = sample_rng.integers(0, len(replay["s"]), 64)
                 batch = [torch.as_tensor(np.concatenate([replay[k][i] for i in idx], axis=1),
                                          dtype=torch.float32) for k in ("s", "a", "r", "s2")]
-                agent.update({**dict(zip(("obs", "action", "reward", "next_obs"), batch)),
+                level.learn({**dict(zip(("obs", "action", "reward", "next_obs"), batch)),
                               "noise": draw_target_noise(noise_rng, 64, batch[1].shape[-1])})
     after = _episode_return(agent, DriftToZero(members, 9), members)
     print("returns before", before, "after", after)

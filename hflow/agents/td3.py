@@ -49,7 +49,7 @@ class TD3(nn.Module):
         self.actor_opt = Adam(actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = Adam(critic.parameters(), lr=cfg.critic_lr)
         self.zero_grads = Buffers((torch.zeros_like(p) for p in actor.parameters()),
-                                  persistent=False)  # HIRO's coast step's gradients
+                                  persistent=False)  # HIRO's momentum step's gradients
         self.updates = 0  # a host int: reading a device counter would sync every step
         # An actor may add terms to its loss (`act_for_loss(obs) -> (action, terms or None)`:
         # the flow's log-density and pre-squash penalty); any other module is a plain actor.
@@ -61,9 +61,9 @@ class TD3(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.updates = state["updates"]
 
-    # -- one update, as two steps the loop runs in turn (each a function of its batch alone,
-    # so either can be replayed as a CUDA graph): the critic's, then, per the policy delay,
-    # the actor's with the target networks', HIRO's momentum-only step, or nothing.
+    # -- one update, as two steps that hflow.agents.level runs in turn (each a function of its
+    # batch alone, so either can be replayed as a CUDA graph): the critic's, then, per the
+    # policy delay, the actor's with the target networks', HIRO's momentum step, or nothing.
     def critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """batch: obs, action, reward, next_obs [K, B, ...], the target-policy noise `noise`
         (draw_target_noise) and optionally `discount` (0 or 1 per transition, times gamma).
@@ -104,7 +104,7 @@ class TD3(nn.Module):
                                      self.cfg.tau)
         return {"actor": per_member(actor_loss)}
 
-    def coast_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def momentum_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """HIRO's off-delay step: its loss * 0 gives zero gradients, and the Adam step runs
         on the moments alone."""
         self.actor_opt.step(list(self.actor.parameters()), self.zero_grads.tensors())
@@ -112,20 +112,13 @@ class TD3(nn.Module):
 
     def delayed_step(self) -> Callable[[dict], dict] | None:
         """Counts an update (a host int) and returns what follows its critic step: the actor
-        step every `policy_delay` updates, else HIRO's coast step ('zero_loss') or nothing
+        step every `policy_delay` updates, else HIRO's momentum step ('zero_loss') or nothing
         ('skip')."""
         phase = self.updates % self.cfg.policy_delay
         self.updates += 1
         if phase == 0:
             return self.actor_step
-        return self.coast_step if self.cfg.policy_delay_mode == "zero_loss" else None
-
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Both steps, eagerly (tests and tools; the training loop runs them one by one)."""
-        losses = self.critic_step(batch)
-        delayed = self.delayed_step()
-        return losses if delayed is None else {**losses, **delayed(batch)}
-
+        return self.momentum_step if self.cfg.policy_delay_mode == "zero_loss" else None
 
 
 class Buffers(nn.Module):

@@ -32,6 +32,7 @@ from hflow.analysis.stats import (
     sign_flip_p,
 )
 from hflow.io import write_text
+from hflow.metrics import RELABEL_ACCOUNTING
 
 CHALLENGER = "ours"  # the preset label of the paper's model (ours, ours_alg2)
 BASELINES = ("hiro", "lsp", "variant")
@@ -60,11 +61,13 @@ def results(summary: pd.DataFrame) -> pd.DataFrame:
                                        "reward"])
 
 
-HEALTH = {"high_segments_relabelled": "relabelled", "high_segments_clipped": "clipped",
-          "high_segments_kept": "kept", "high_relabel_shift": "shift",
-          "high_relabel_out_of_range": "out of range",
-          "high_relabelled_at_bound": "at bound (replaced)",
-          "high_stored_round_trip_error": "stored round trip", "high_saturated": "saturated"}
+# The high level's relabel accounting (hflow.metrics.RELABEL_ACCOUNTING), as the table heads it
+RELABEL_LABELS = {"segments_relabelled": "relabelled", "segments_clipped": "clipped",
+                  "segments_kept": "kept", "relabel_shift": "shift",
+                  "relabel_out_of_range": "out of range",
+                  "relabelled_at_bound": "at bound (replaced)",
+                  "stored_round_trip_error": "stored round trip", "saturated": "saturated"}
+HEALTH = {f"high_{name}": RELABEL_LABELS[name] for name in RELABEL_ACCOUNTING}
 HEALTH_CAPTION = ("Relabel accounting over the last evaluation interval, mean over seeds "
                   "(metrics.csv columns; docs/interpretation.md). Each sampled segment counts "
                   "once: its goal replaced by the correction's result as it came (relabelled), "
