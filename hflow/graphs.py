@@ -4,9 +4,10 @@ A step is `fn(inputs) -> dict of tensors`, a function of its input tensors alone
 draws its noise from the member streams and passes it in, so a replay (which runs no Python)
 uses the same numbers as an eager call. Per name, the first call records: the inputs are
 copied into fixed buffers, warm-up runs (which CUDA asks for) are undone by restoring the
-state the step mutates, and the graph is captured; later calls copy inputs in, replay, and
-copy the outputs out. `emulate` runs the same buffers, warm-up and restore on the CPU without a
-graph (the tests use it; it is not a config value).
+state the step mutates, and the graph is captured (`_capture`, the only part that needs
+CUDA); later calls copy inputs in, replay, and copy the outputs out. The tests replace
+`_capture` by a replay that calls the step on the fixed buffers, so that everything else runs
+on a CPU (tests/conftest.py, EmulatedGraphs).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ WARMUP_RUNS = 2  # besides the recording run; CUDA's docs ask for a few before c
 class StepGraphs:
     def __init__(self, mode: str, device: torch.device,
                  mutable: Callable[[], list[torch.Tensor]]):
-        assert mode in ("eager", "cuda", "emulate"), mode
+        assert mode in ("eager", "cuda"), mode
         if mode == "cuda" and device.type != "cuda":
             raise HflowError(f"train.capture = 'cuda' needs a CUDA device, but train.device "
                              f"is {device}; use auto or eager")
         self.mode, self.device, self.mutable = mode, device, mutable
-        self.entries: dict[str, tuple] = {}  # name -> (inputs, outputs, graph or None)
+        self.entries: dict[str, tuple] = {}  # name -> (inputs, outputs, replay)
         self.stream = torch.cuda.Stream(device) if mode == "cuda" else None
 
     def __call__(self, name: str, fn: Callable, inputs: dict[str, torch.Tensor]) -> dict:
@@ -37,33 +38,30 @@ class StepGraphs:
             return fn(inputs)
         if name not in self.entries:
             self.entries[name] = self._record(name, fn, inputs)
-        static, outputs, graph = self.entries[name]
+        static, outputs, replay = self.entries[name]
         for key, buffer in static.items():
             buffer.copy_(inputs[key])
-        if graph is not None:
-            graph.replay()
-        else:  # emulate: one set of output buffers, overwritten by every step as a replay's are
-            for key, value in fn(static).items():
-                outputs.setdefault(key, torch.empty_like(value)).copy_(value)
+        replay()  # the outputs' buffers are overwritten by every replay: hand out copies
         return {k: v.clone() for k, v in outputs.items()}
 
     def _record(self, name: str, fn: Callable, inputs: dict[str, torch.Tensor]) -> tuple:
         static = {k: v.detach().clone() for k, v in inputs.items()}
         with torch.no_grad():
             saved = [(t, t.detach().clone()) for t in self.mutable()]
-        cuda = self.mode == "cuda"
-        if cuda:  # warm-up and capture on one side stream, as torch.cuda.graph's docs ask
+        if self.stream is not None:  # warm-up and capture on one side stream (torch.cuda.graph)
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.stream) if cuda else nullcontext():
+        with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
             for _ in range(WARMUP_RUNS + 1):
                 fn(static)
-        if cuda:
+        if self.stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self.stream)
         with torch.no_grad():
             for tensor, value in saved:
                 tensor.copy_(value)
-        if not cuda:
-            return static, {}, None
+        return (static, *self._capture(name, fn, static))
+
+    def _capture(self, name: str, fn: Callable, static: dict[str, torch.Tensor]) -> tuple:
+        """(outputs, replay): fn recorded once on `static` as a CUDA graph."""
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, stream=self.stream):
@@ -71,4 +69,4 @@ class StepGraphs:
         except RuntimeError as err:
             raise HflowError(f"recording step {name!r} as a CUDA graph failed "
                              f"({str(err)[:300]}); train.capture=eager runs it op by op") from err
-        return static, outputs, graph
+        return outputs, graph.replay

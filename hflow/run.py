@@ -24,10 +24,9 @@ from hflow.train import Trainer
 
 class Run:
     def __init__(self, cfg: RunConfig, out_dir: str | Path, state_dir: str | Path | None = None,
-                 progress: bool = True, graphs_mode: str | None = None):
-        """graphs_mode: see Trainer."""
+                 progress: bool = True):
         self.cfg, self.show_progress = cfg, progress
-        self.trainer = Trainer(cfg, graphs_mode)
+        self.trainer = Trainer(cfg)
         t = self.trainer
         self.eval_envs = make_eval_envs(cfg, t.seeds, t.goals, cfg.train.env_threads)
         per_target = tuple(c for c in metric_names(t.goals) if c not in EVAL_METRICS)

@@ -1,10 +1,12 @@
-"""Captured steps (hflow.graphs): on the CPU, `emulate` runs everything a CUDA graph run does
-(fixed buffers, warm-up runs undone) except the capture itself; its numbers must equal eager
-ones exactly. tests/test_gpu.py checks the capture on CUDA."""
+"""Captured steps (hflow.graphs): on the CPU, EmulatedGraphs (tests/emulation.py) runs
+everything a CUDA graph run does (fixed buffers, warm-up runs undone) except the capture
+itself; its numbers must equal eager ones exactly. tests/test_gpu.py checks the capture on
+CUDA."""
 
 import pytest
 import torch
 from conftest import STEP_KINDS, assert_both_levels_update
+from emulation import EmulatedGraphs, emulate
 
 from hflow import HflowError
 from hflow.graphs import StepGraphs
@@ -31,7 +33,9 @@ class Noisy(torch.nn.Module):
 def _run(mode, calls=5):
     torch.manual_seed(0)
     net, rng = Noisy(), BlockedRNG([0, 1], "toy", block=4)  # blocks run out between calls
-    graphs = StepGraphs(mode, torch.device("cpu"), lambda: list(net.parameters()))
+    mutable = lambda: list(net.parameters())  # noqa: E731
+    graphs = StepGraphs("eager", torch.device("cpu"), mutable) if mode == "eager" \
+        else EmulatedGraphs(torch.device("cpu"), mutable)
     outs = [graphs(f"toy{k % 2}", net.step, {"x": torch.full((2, 3), float(k)),
                                               "noise": rng.normal(3)})
             for k in range(calls)]
@@ -56,7 +60,7 @@ def test_warm_up_runs_are_undone_only_for_the_state_it_is_told_of():
     """With an empty `mutable` list the warm-up steps stay in the weights: the run differs."""
     torch.manual_seed(0)
     net = Noisy()
-    graphs = StepGraphs("emulate", torch.device("cpu"), lambda: [])
+    graphs = EmulatedGraphs(torch.device("cpu"), lambda: [])
     graphs("toy", net.step, {"x": torch.ones(2, 3), "noise": torch.zeros(2, 3)})
     w_eager, _, _ = _run("eager", calls=1)
     assert not torch.equal(net.w.detach(), w_eager)
@@ -81,7 +85,7 @@ def test_emulated_capture_trains_exactly_as_eager(tiny, tmp_path, model):
     for mode in ("eager", "emulate"):
         cfg = resolve(model, options={"train.seeds": [0, 1], "train.steps": 400},
                       sets=tiny(model, ["task.name=BallPushSingle"]))
-        trainer = Trainer(cfg, graphs_mode=mode)
+        trainer = Trainer(cfg) if mode == "eager" else emulate(Trainer(cfg))
         for _ in range(400):
             trainer.advance()
         assert_both_levels_update(trainer)

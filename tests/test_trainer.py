@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_sets
+from emulation import emulate
 
 from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.registry import PRESETS
@@ -89,13 +90,15 @@ def test_env_threads_give_identical_metrics(cmd, uninterrupted, tmp_path):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
 
-def test_emulated_capture_resumes_to_identical_metrics(cmd, uninterrupted, tmp_path):
+def test_emulated_capture_resumes_to_identical_metrics(uninterrupted, tmp_path):
     """Steps through the CUDA graphs' buffers (emulated on the CPU), stopped at 400 and
     resumed (the steps are recorded anew): the eager run's metrics exactly."""
     sets = tiny_sets("hiro", ["train.eval_every=200", "task.name=PointMazeSingle"])
     for steps in (400, 600):  # the uninterrupted run's command, in-process
         cfg = resolve("hiro", options={"train.seeds": [0, 1], "train.steps": steps}, sets=sets)
-        Run(cfg, tmp_path, progress=False, graphs_mode="emulate").run()
+        run = Run(cfg, tmp_path, progress=False)
+        emulate(run.trainer)
+        run.run()
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
 
