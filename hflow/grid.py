@@ -22,12 +22,12 @@ import yaml
 from hflow.agents.registry import get_preset
 from hflow.config import ConfigError, parse_set
 from hflow.envs.tasks import TASKS
+from hflow.layout import METRICS, RUN_DIR, seed_file
 from hflow.resolve import resolve
 
 # The workflow's names, one source for the Snakefile's patterns, the schema and `hflow plan`:
 # a run's directory under each root (runs/, state/, logs/), Snakemake's {task}
 # wildcard (exactly the task registry's names), and what the analysis rules write.
-RUN_DIR = "{task}/{model}_{hi}_{lo}"
 TASK_PATTERN = "|".join(TASKS)
 FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png", "{fig}_low.png")
 MAX_FIGURE_NAME = 100  # file names stop at 255 bytes, and the temp file adds to it
@@ -51,7 +51,8 @@ GPU_MEMBER_STEPS_PER_S = {"hiro": 6044.0, "ours": 6044.0 * 3463 / 3753}
 
 
 @dataclass(frozen=True)
-class Run:
+class RunId:
+    """A run of the grid: one (task, model, hi, lo), trained as groups of seeds."""
     task: str
     model: str
     hi: int
@@ -62,29 +63,29 @@ class Run:
         return f"{self.task} {self.model} hi={self.hi} lo={self.lo}"
 
 
-def run_dir(root: str, run: Run | None = None) -> str:
+def run_dir(root: str, run: RunId | None = None) -> str:
     """A run's directory under `root`; without a run, the pattern with Snakemake's wildcards."""
     if run is None:
         return f"{root}/{RUN_DIR}"
     return f"{root}/" + RUN_DIR.format(task=run.task, model=run.model, hi=run.hi, lo=run.lo)
 
 
-def metrics_paths(config: dict, runs: list[Run]) -> list[str]:
+def metrics_paths(config: dict, runs: list[RunId]) -> list[str]:
     """Each run's metrics.csv, per seed: the training jobs' outputs, the summaries' inputs."""
-    return [f"{run_dir(config['out'] + '/runs', r)}/seed{seed}/metrics.csv"
+    return [seed_file(run_dir(config['out'] + '/runs', r), seed, METRICS)
             for r in runs for seed in config["seeds"]]
 
 
-def figure_runs(config: dict, figure: str) -> list[Run]:
+def figure_runs(config: dict, figure: str) -> list[RunId]:
     """The distinct runs one figure draws, in order of appearance."""
     runs = {}
     for panel in config["figures"][figure]["panels"]:
         for r in panel["runs"]:
-            runs[Run(panel["task"], r["model"], r["hi"], r["lo"])] = None
+            runs[RunId(panel["task"], r["model"], r["hi"], r["lo"])] = None
     return list(runs)
 
 
-def grid_runs(config: dict) -> list[Run]:
+def grid_runs(config: dict) -> list[RunId]:
     """The distinct runs of all figures (a run shared by two figures is trained once)."""
     runs = {}
     for figure in config["figures"]:
@@ -97,7 +98,7 @@ def seed_groups(config: dict) -> list[list[int]]:
     return [seeds[i:i + size] for i in range(0, len(seeds), size)]
 
 
-def job_options(config: dict, run: Run, seeds: list[int]) -> dict[str, Any]:
+def job_options(config: dict, run: RunId, seeds: list[int]) -> dict[str, Any]:
     """Everything one training job is told, as config keys (passed by `job_arguments`)."""
     options: dict[str, Any] = {
         "model": run.model, "task.name": run.task, "task.hi": run.hi, "task.lo": run.lo,
@@ -194,7 +195,7 @@ def check_grid(config: dict) -> None:
                 raise ConfigError(f"grid run {run.name}: {err}") from None
 
 
-def job_arguments(config: dict, run: Run, seeds: list[int]) -> str:
+def job_arguments(config: dict, run: RunId, seeds: list[int]) -> str:
     """A job's options as `hflow train` arguments, each shell-quoted: --model, then one --set
     per key with its value as JSON (which the --set reader, YAML, reads back exactly)."""
     options = job_options(config, run, seeds)

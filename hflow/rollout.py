@@ -22,6 +22,7 @@ from hflow.config import RESUMABLE_CHANGES, flatten
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import make_eval_envs, run_episodes
 from hflow.io import atomic_path
+from hflow.layout import POLICY, RECORD
 from hflow.resolve import from_dict
 
 
@@ -30,7 +31,7 @@ def load_policy(seed_dir: str | Path):
     only): a one-member agent for the seed, member 0."""
     from hflow.agents.hiro import HierarchicalAgent
 
-    path = Path(seed_dir) / "policy.pt"
+    path = Path(seed_dir) / POLICY
     if not path.is_file():
         raise HflowError(f"{path} does not exist: give a finished run's seed<N>/ directory")
     saved = load_policy_file(path)
@@ -53,7 +54,7 @@ def load_policy(seed_dir: str | Path):
 def _check_record(path: Path, saved: dict) -> None:
     """A policy.pt and the config.json beside it describe one run: a policy moved into another
     run's directory is named, not drawn as that run's."""
-    record_path = path.with_name("config.json")
+    record_path = path.with_name(RECORD)
     if not record_path.is_file():
         return
     try:

@@ -20,6 +20,7 @@ from hflow import HflowError
 from hflow.checkpoint import POLICY_FORMAT, load_latest, save, write_torch
 from hflow.config import RESUMABLE_CHANGES, RunConfig, flatten
 from hflow.io import remove_stale_temp_files, write_json
+from hflow.layout import METRICS, POLICY, RECORD, group_name, seed_dir
 from hflow.loss_log import LossLog, TensorBoardLog
 from hflow.metrics import MetricsCSV
 from hflow.nets import member_state_dict
@@ -69,14 +70,14 @@ class RunFiles:
         self.cfg, self.seeds = cfg, list(cfg.train.seeds)
         self.out_dir = Path(out_dir)
         self.state_dir = Path(state_dir) if state_dir else self.out_dir / (
-            "state-seeds-" + "-".join(map(str, self.seeds)))
+            "state-" + group_name(self.seeds))
         self.record, self.package_versions = record, None
-        self.metrics = [MetricsCSV(self.seed_dir(s) / "metrics.csv", metric_columns)
+        self.metrics = [MetricsCSV(self.seed_dir(s) / METRICS, metric_columns)
                         for s in self.seeds]
         self.tensorboard: TensorBoardLog | None = None
 
     def seed_dir(self, seed: int) -> Path:
-        return self.out_dir / f"seed{seed}"
+        return Path(seed_dir(self.out_dir, seed))
 
     @contextmanager
     def locked(self):
@@ -124,14 +125,14 @@ class RunFiles:
         fix = "use another --out, or delete that directory to train it anew"
         for seed in self.seeds:
             directory = self.seed_dir(seed)
-            record = directory / "config.json"
+            record = directory / RECORD
             if not record.is_file():
                 # Rows without their record: a run of unknown configuration. (A policy.pt
                 # alone is not: a workflow's forced rerun deletes a job's outputs, metrics.csv
                 # and config.json, and leaves the policy to be written anew.)
-                if not resumed and _rows_past_start(directory / "metrics.csv"):
-                    results = [p.name for p in (directory / "metrics.csv",
-                                                directory / "policy.pt") if p.is_file()]
+                if not resumed and _rows_past_start(directory / METRICS):
+                    results = [p.name for p in (directory / METRICS, directory / POLICY)
+                               if p.is_file()]
                     raise HflowError(f"{directory} holds results ({', '.join(results)}) but no "
                                      f"config.json: a run of unknown configuration, which hflow "
                                      f"does not replace; {fix}")
@@ -151,7 +152,7 @@ class RunFiles:
                 differ = [k for k in now if old.get(k) != now[k] and k not in RESUMABLE_CHANGES]
                 raise HflowError(f"{directory} holds a run of another configuration (differs in "
                                  f"{', '.join(differ[:5]) or 'its keys'}); {fix}")
-            if not resumed and _rows_past_start(directory / "metrics.csv"):
+            if not resumed and _rows_past_start(directory / METRICS):
                 raise HflowError(f"{directory} holds results of this configuration, but "
                                  f"{self.state_dir} has no checkpoint to continue them; pass the "
                                  f"--state-dir that wrote them, or {fix.split(', or ')[1]}")
@@ -163,7 +164,7 @@ class RunFiles:
         if self.package_versions is None:
             self.package_versions = versions()
         for k, seed in enumerate(self.seeds):
-            write_json(self.seed_dir(seed) / "config.json", {
+            write_json(self.seed_dir(seed) / RECORD, {
                 "config": self.cfg.to_dict(), "config_hash": config_hash(self.cfg.to_dict()),
                 "seed": seed, "group_seeds": self.seeds, "member": k, **self.record,
                 "versions": self.package_versions,
@@ -190,6 +191,6 @@ class RunFiles:
         K = len(self.seeds)
         for k, seed in enumerate(self.seeds):
             own = {name: member_state_dict(net, k, K) for name, net in nets.items()}
-            write_torch(self.seed_dir(seed) / "policy.pt", {
+            write_torch(self.seed_dir(seed) / POLICY, {
                 "format": POLICY_FORMAT, "config": self.cfg.to_dict(), "seed": seed,
                 "step": step, "nets": own})

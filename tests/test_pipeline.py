@@ -150,7 +150,7 @@ def test_the_workflow_takes_its_names_from_one_place():
     rules, the schema or `hflow plan`."""
     from hflow.config import ConfigError
     from hflow.envs.tasks import TASKS
-    from hflow.grid import RUN_DIR, TASK_PATTERN, Run, job_options, target_figures
+    from hflow.grid import RUN_DIR, TASK_PATTERN, RunId, job_options, target_figures
 
     rules = (ROOT / "Snakefile").read_text() + "".join(
         p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
@@ -163,12 +163,12 @@ def test_the_workflow_takes_its_names_from_one_place():
     assert not re.fullmatch(TASK_PATTERN, "AntMazeDouble")
     config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     bare = {**config, "set": [], "flow_set": []}
-    options = job_options(bare, Run("BallPushSingle", "hiro", 3, 3), [0, 1])
+    options = job_options(bare, RunId("BallPushSingle", "hiro", 3, 3), [0, 1])
     assert {"model", "task.name", "train.seeds", "train.steps"} <= set(options)
     for key, value in options.items():  # every key the grid gives a job is locked
         with pytest.raises(ConfigError, match=f"overrides '{re.escape(key)}'"):
             job_options({**config, "set": [f"{key}={json.dumps(value)}"]},
-                        Run("BallPushSingle", "hiro", 3, 3), [0, 1])
+                        RunId("BallPushSingle", "hiro", 3, 3), [0, 1])
     figures = config["figures_dir"]
     assert target_figures(config, [f"{figures}/fig3_success.png", "fig5",
                                    f"{figures}/table2.tex"]) == ["fig3", "fig5", "all"]

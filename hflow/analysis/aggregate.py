@@ -15,6 +15,7 @@ from hflow import HflowError
 from hflow.agents.registry import get_preset
 from hflow.config import RESUMABLE_CHANGES, flatten
 from hflow.io import atomic_path
+from hflow.layout import RECORD
 from hflow.metrics import METRIC_COLUMNS, read_metrics
 
 # What every metrics.csv has; the others (losses, relabel health) may be missing from files
@@ -38,7 +39,7 @@ def run_id(model: str, hi: int, lo: int) -> str:
 def read_run(metrics_csv: str | Path) -> tuple[pd.DataFrame, dict]:
     """One seed's rows, labelled from the config.json beside them, and that config."""
     metrics_csv = Path(metrics_csv)
-    record_path = metrics_csv.with_name("config.json")
+    record_path = metrics_csv.with_name(RECORD)
     if not metrics_csv.is_file():
         raise HflowError(f"{metrics_csv} does not exist")
     if not record_path.exists():

@@ -8,7 +8,7 @@ from hflow.grid import (
     FIGURE_FILES,
     TABLE_FILES,
     TASK_PATTERN,
-    Run,
+    RunId,
     figure_runs,
     grid_runs,
     job_arguments,
@@ -18,6 +18,7 @@ from hflow.grid import (
     seed_groups,
     validate_grid,
 )
+from hflow.layout import METRICS, RECORD, group_name, seed_file
 
 OUT = config["out"]
 FIGURES = config["figures_dir"]

@@ -14,24 +14,23 @@
 # extend a job by hand with `hflow train --config .../seed<N>/config.json`).
 
 for _seeds in SEED_GROUPS:
-    _group = "-".join(map(str, _seeds))
 
     rule:
         name:
-            f"train_seeds_{_group.replace('-', '_')}"
+            f"train_{group_name(_seeds).replace('-', '_')}"
         output:
-            metrics=expand(f"{RUN}/seed{{seed}}/metrics.csv", seed=_seeds, allow_missing=True),
-            records=expand(f"{RUN}/seed{{seed}}/config.json", seed=_seeds, allow_missing=True),
+            metrics=[seed_file(RUN, seed, METRICS) for seed in _seeds],
+            records=[seed_file(RUN, seed, RECORD) for seed in _seeds],
         params:
             args=lambda wc, _seeds=_seeds: job_arguments(
-                config, Run(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
+                config, RunId(wc.task, wc.model, int(wc.hi), int(wc.lo)), _seeds
             ),
             out=RUN,
-            state=f"{run_dir(f'{OUT}/state')}/seeds-{_group}",
+            state=f"{run_dir(f'{OUT}/state')}/{group_name(_seeds)}",
         conda:
             ENV
         log:
-            f"{run_dir(f'{OUT}/logs')}/seeds-{_group}.log",
+            f"{run_dir(f'{OUT}/logs')}/{group_name(_seeds)}.log",
         threads: config["resources"]["threads"]
         resources:
             mem_mb=config["resources"]["mem_mb"],
