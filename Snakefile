@@ -8,26 +8,22 @@
 # Rules call the `hflow` CLI; the logic lives in the package. Parsing this file imports
 # neither torch nor MuJoCo.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# A --configfile is the whole configuration (a missing key is a schema error), not a patch
-# on the paper's grid; without one, the paper's grid.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
-
-
-# Read again as hflow reads every config (numbers in base 10, a key given twice an error).
+# The configuration, read once as hflow reads every config file (numbers in base 10, a key
+# given twice an error; Snakemake's own read of a --configfile is replaced): a --configfile is
+# the whole configuration (a missing key is an error), not a patch on the paper's grid;
+# without one, the paper's grid. --config key=value still wins. It is checked once, in
+# workflow/rules/common.smk, by the function `hflow plan` uses (hflow.grid.validate_grid).
 from hflow.grid import read_grid_file
 
+config.clear()
 for _file in workflow.overwrite_configfiles or ["config/config.yaml"]:
     config.update(read_grid_file(_file))
-config.update(workflow.config_settings.config)  # --config key=value still wins
-
-validate(config, "workflow/schemas/config.schema.yaml")
+config.update(workflow.config_settings.config)
 
 
 report: "workflow/report/workflow.rst"

@@ -184,8 +184,14 @@ class TaskConfig(Section):
         None, description="replaces the task's fixed target (hi values)")
 
 
+# Marks a key that may differ between a checkpoint and the command that resumes it, and so
+# between the seeds of one run (RESUMABLE_CHANGES): it changes how a run goes, not its numbers.
+RESUMABLE = {"resumable": True}
+
+
 class TrainConfig(Section):
-    steps: int = Field(10_000_000, ge=1, description="env steps per seed")
+    steps: int = Field(10_000_000, ge=1, description="env steps per seed",
+                       json_schema_extra=RESUMABLE)
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = Field(
         default_factory=lambda: [0],
         description="seeds trained together in one process (members)")
@@ -198,22 +204,25 @@ class TrainConfig(Section):
     eval_every: int = Field(50_000, ge=1, description="env steps between evaluations")
     checkpoint_every: int | None = Field(
         None, ge=1, description="env steps between resume checkpoints, a multiple of "
-                                "eval_every (None: eval_every)")
+                                "eval_every (None: eval_every)", json_schema_extra=RESUMABLE)
     eval_episodes: int = Field(50, ge=1, description="episodes per evaluation and target")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$",
                         description="auto, cpu, cuda or cuda:N")
     torch_threads: int = Field(1, ge=1, description="CPU threads for torch (1 keeps CPU runs "
-                                                    "deterministic)")
+                                                    "deterministic)", json_schema_extra=RESUMABLE)
     env_threads: int = Field(1, ge=1, description="threads stepping the members' envs (MuJoCo "
                                                   "releases the GIL); results are identical "
-                                                  "for any count")
+                                                  "for any count", json_schema_extra=RESUMABLE)
     capture: Literal["auto", "cuda", "eager"] = Field(
         "auto", description="acting and updates: cuda = replayed as CUDA graphs, eager = op "
-                            "by op, auto = cuda on a CUDA device (same numbers either way)")
-    checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept")
+                            "by op, auto = cuda on a CUDA device (same numbers either way)",
+        json_schema_extra=RESUMABLE)
+    checkpoints_kept: int = Field(2, ge=1, description="newest resume checkpoints kept",
+                                  json_schema_extra=RESUMABLE)
     tensorboard: bool = Field(
         False, description="also write TensorBoard event files to seed<N>/tensorboard "
-                           "(metrics and every loss value; needs the tensorboard extra)")
+                           "(metrics and every loss value; needs the tensorboard extra)",
+        json_schema_extra=RESUMABLE)
 
 
 class TD3Config(Section):
@@ -404,11 +413,20 @@ def get_key(cfg: RunConfig, key: str) -> Any:
     return value
 
 
-# Keys that may differ between a checkpoint and the command that resumes it, and so between
-# the seeds of one run (not the device: torch's CPU and CUDA generator states do not convert).
-RESUMABLE_CHANGES = ("train.steps", "train.checkpoints_kept", "train.torch_threads",
-                     "train.checkpoint_every", "train.env_threads", "train.tensorboard",
-                     "train.capture")
+def _marked(model: type[BaseModel], mark: str, prefix: str = "") -> tuple[str, ...]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += _marked(sub, mark, f"{prefix}{name}.")
+        elif isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(mark):
+            keys.append(f"{prefix}{name}")
+    return tuple(keys)
+
+
+# The keys marked RESUMABLE (not the device: torch's CPU and CUDA generator states do not
+# convert).
+RESUMABLE_CHANGES = _marked(RunConfig, "resumable")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
