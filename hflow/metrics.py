@@ -10,7 +10,10 @@ the last row (LOW_LEVEL_METRICS: `low_intrinsic_reward`, its mean reward -||s + 
 env step; `low_subgoal_distance_left`, the summed distance to the subgoal at the end of each
 c-step segment over the summed distance at its start, 0 = every subgoal reached, 1 = no
 closer; `low_subgoal_reached`, the share of segments that end within
-`low.subgoal_reached_within` of their subgoal); the updates' losses and the relabel
+`low.subgoal_reached_within` of their subgoal; `low_subgoal_xy_progress`, the mean distance a
+segment covers toward its subgoal's x, y, in the task's length units: it sees a low level that
+starts to walk toward its subgoals long before the distance left over all elements moves,
+which for the Ant the joints' own motion dominates); the updates' losses and the relabel
 accounting (UPDATE_METRICS), averaged since the last row; steps_per_s (env
 steps per second of this run; a group of K seeds steps K times that); wall_s (seconds since
 the run started, resumes included). Tasks with several eval targets add
@@ -43,7 +46,8 @@ LOSSES = tuple(f"{level}_{name}" for level, names in LEVEL_LOSSES.items() for na
 RELABEL_METRICS = tuple(f"high_{name}" for name in RELABEL_ACCOUNTING)
 UPDATE_METRICS = (*LOSSES, *RELABEL_METRICS)
 # The low level's own task, from the training steps (hflow.train.LowLevelTally).
-LOW_LEVEL_METRICS = ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached")
+LOW_LEVEL_METRICS = ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached",
+                     "low_subgoal_xy_progress")
 METRIC_COLUMNS = ("step", "eval_reward", "eval_success", "eval_distance", "train_return",
                   *LOW_LEVEL_METRICS, *UPDATE_METRICS, "steps_per_s", "wall_s")
 TIMING_COLUMNS = ("steps_per_s", "wall_s")

@@ -159,36 +159,47 @@ class LowLevelTally:
     """The low level's own task since the last metrics row, per member, summed on the device
     (no sync per step): its intrinsic reward per env step, and per c-step segment the distance
     to the subgoal at the start (|g_t|: subgoals are relative) and at the end (|h(...)| after
-    the c-th step). Rows: hflow.metrics.LOW_LEVEL_METRICS."""
+    the c-th step), over all the subgoal's elements and over its x, y alone. Rows:
+    hflow.metrics.LOW_LEVEL_METRICS."""
 
     def __init__(self, members: int, device: torch.device, reached_within: float):
         self.reached_within = reached_within
-        self.sums = torch.zeros(4, members, device=device)  # reward, start, end, reached
-        self.start = torch.zeros(members, device=device)
+        # reward; start, end, reached; start and end over x, y
+        self.sums = torch.zeros(6, members, device=device)
+        self.start = torch.zeros(2, members, device=device)
         self.steps = self.segments = 0
+
+    @staticmethod
+    def _distances(goal: torch.Tensor) -> torch.Tensor:
+        """goal [K, 1, lo] -> [2, K]: its size, and the size of its x, y part."""
+        return torch.stack([torch.linalg.vector_norm(goal[:, 0], dim=-1),
+                            torch.linalg.vector_norm(goal[:, 0, :2], dim=-1)])
 
     def begin_segment(self, goal: torch.Tensor) -> None:
         """goal [K, 1, lo]: the subgoal the segment starts with."""
-        self.start = torch.linalg.vector_norm(goal[:, 0], dim=-1)
+        self.start = self._distances(goal)
 
     def add_step(self, intrinsic_reward: torch.Tensor) -> None:
         self.sums[0] += intrinsic_reward[:, 0, 0]
         self.steps += 1
 
-    def end_segment(self, intrinsic_reward: torch.Tensor) -> None:
-        """intrinsic_reward [K, 1, 1] of the segment's last step: minus what remains of the
-        subgoal after it (the distance the step's reward already took)."""
-        end = -intrinsic_reward[:, 0, 0]
-        self.sums[1:] += torch.stack([self.start, end, (end < self.reached_within).float()])
+    def end_segment(self, goal_left: torch.Tensor) -> None:
+        """goal_left [K, 1, lo]: what remains of the subgoal after the segment's last step,
+        h(s, g, s') (its size is minus that step's intrinsic reward)."""
+        end, end_xy = self._distances(goal_left)
+        self.sums[1:] += torch.stack([self.start[0], end, (end < self.reached_within).float(),
+                                      self.start[1], end_xy])
         self.segments += 1
 
     def take(self) -> list[dict[str, float]]:
         """Per member, the metrics since the last call (NaN before any step), then reset."""
-        reward, start, end, reached = self.sums.double().cpu().numpy()
+        reward, start, end, reached, start_xy, end_xy = self.sums.double().cpu().numpy()
         nan = np.full_like(reward, math.nan)
         rows = {"low_intrinsic_reward": reward / self.steps if self.steps else nan,
                 "low_subgoal_distance_left": end / start if self.segments else nan,
-                "low_subgoal_reached": reached / self.segments if self.segments else nan}
+                "low_subgoal_reached": reached / self.segments if self.segments else nan,
+                "low_subgoal_xy_progress": (start_xy - end_xy) / self.segments
+                if self.segments else nan}
         self.sums.zero_()
         self.steps = self.segments = 0
         return [{name: float(v[k]) for name, v in rows.items()} for k in range(len(reward))]
@@ -308,7 +319,7 @@ class Trainer:
         self.segment.add(next_state, action, extras, reward[:, 0])
         self.episode_return += reward[:, 0]
         if segment_end:
-            self.low_tally.end_segment(intrinsic)
+            self.low_tally.end_segment(carried)
             terminal = episode_end and cfg.hierarchy.high_episode_end == "terminal"
             self.high_buffer.add(**self.segment.transition(self.agent, self.target, terminal,
                                                             self._tensor))

@@ -17,7 +17,13 @@ from hflow.agents.hiro import HierarchicalAgent
 from hflow.agents.registry import PRESETS
 from hflow.checkpoint import list_checkpoints, with_checksum
 from hflow.cli import main
-from hflow.metrics import METRIC_COLUMNS, TIMING_COLUMNS, NonFiniteLossError, read_metrics
+from hflow.metrics import (
+    LOW_LEVEL_METRICS,
+    METRIC_COLUMNS,
+    TIMING_COLUMNS,
+    NonFiniteLossError,
+    read_metrics,
+)
 from hflow.resolve import resolve
 from hflow.run import Run
 
@@ -281,7 +287,7 @@ def test_every_preset_trains_on_a_point_task(tiny, model, tmp_path, monkeypatch)
             assert last[col] == last[col] and abs(last[col]) < 1e6, (model, col, last[col])
         assert (last["high_relabel_shift"] > 0) == PRESETS[model].off_policy_correction
         assert (last["high_segments_kept"] < 1) == PRESETS[model].off_policy_correction
-        for col in ("low_intrinsic_reward", "low_subgoal_distance_left", "low_subgoal_reached"):
+        for col in LOW_LEVEL_METRICS:
             assert np.isfinite(last[col]), (model, col)
 
 
@@ -311,8 +317,8 @@ def test_k_members_match_separate_runs(tiny, tmp_path):
 def test_the_low_levels_own_metrics_of_a_scripted_low_level(tiny, tmp_path, monkeypatch):
     """A low level that never moves under a high level that alternates the subgoals (3, 4)
     and (0.3, 0.4): every step's intrinsic reward is minus the goal's size, no segment gets
-    closer (distance left 1), and one in two ends within 1.0 of its subgoal. (The point's
-    reset velocity drifts it by millimetres: hence the tolerance.)"""
+    closer (distance left 1, x, y progress 0), and one in two ends within 1.0 of its subgoal.
+    (The point's reset velocity drifts it by millimetres: hence the tolerance.)"""
     goals = iter(torch.tensor([[3.0, 4.0], [0.3, 0.4]]).repeat(10_000, 1))
 
     def scripted_high(self, inputs):
@@ -334,27 +340,37 @@ def test_the_low_levels_own_metrics_of_a_scripted_low_level(tiny, tmp_path, monk
             assert row["low_intrinsic_reward"] == pytest.approx(-(5.0 + 0.5) / 2, abs=5e-3)
             assert row["low_subgoal_distance_left"] == pytest.approx(1.0, abs=5e-3)
             assert row["low_subgoal_reached"] == 0.5
+            assert row["low_subgoal_xy_progress"] == pytest.approx(0.0, abs=5e-3)
 
 
 def test_the_low_level_tally_of_known_segments():
-    """Two members, three segments: the tally's rows follow the definitions."""
+    """Two members, three segments: the tally's rows follow the definitions. Subgoals are
+    (x, y, z): the x, y progress leaves z out."""
     from hflow.train import LowLevelTally
 
+    def goals(x, z):  # [K = 2, 1, 3]: member k's subgoal (x[k], 0, z[k])
+        return torch.tensor([[[x[0], 0.0, z[0]]], [[x[1], 0.0, z[1]]]])
+
     tally = LowLevelTally(2, torch.device("cpu"), reached_within=1.0)
-    # member 0 gets half way twice, then within 1.0; member 1 reaches the second and third
-    for start, end in (((4.0, 2.0), (2.0, 2.0)), ((2.0, 0.5), (1.0, 0.0)),
-                       ((2.0, 0.5), (0.5, 0.2))):
-        tally.begin_segment(torch.tensor([[[start[0], 0.0]], [[start[1], 0.0]]]))
+    # member 0 gets half way twice, then within 1.0; member 1 reaches the second and third;
+    # member 1's z part (3, growing to 4) keeps it from the first subgoal's reach
+    for start, end in (((4.0, 0.0, 0.0, 3.0), (2.0, 0.0, 0.0, 4.0)),
+                       ((2.0, 0.5, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0)),
+                       ((2.0, 0.5, 0.0, 0.0), (0.5, 0.2, 0.0, 0.0))):
+        first = goals(start[:2], start[2:])
+        tally.begin_segment(first)
         for _ in range(2):
-            tally.add_step(-torch.tensor([[[start[0]]], [[start[1]]]]))
-        tally.end_segment(-torch.tensor([[[end[0]]], [[end[1]]]]))
+            tally.add_step(-torch.linalg.vector_norm(first, dim=-1, keepdim=True))
+        tally.end_segment(goals(end[:2], end[2:]))
     first, second = tally.take()
     assert first == {"low_intrinsic_reward": pytest.approx(-8 / 3),
                      "low_subgoal_distance_left": pytest.approx(3.5 / 8),
-                     "low_subgoal_reached": pytest.approx(1 / 3)}
-    assert second == {"low_intrinsic_reward": pytest.approx(-1.0),
-                      "low_subgoal_distance_left": pytest.approx(2.2 / 3.0),
-                      "low_subgoal_reached": pytest.approx(2 / 3)}
+                     "low_subgoal_reached": pytest.approx(1 / 3),
+                     "low_subgoal_xy_progress": pytest.approx((2 + 1 + 1.5) / 3)}
+    assert second == {"low_intrinsic_reward": pytest.approx(-(3 + 0.5 + 0.5) / 3),
+                      "low_subgoal_distance_left": pytest.approx((4 + 0 + 0.2) / 4),
+                      "low_subgoal_reached": pytest.approx(2 / 3),
+                      "low_subgoal_xy_progress": pytest.approx((0 + 0.5 + 0.3) / 3)}
     assert all(np.isnan(v) for v in tally.take()[0].values())  # reset: nothing since
 
 
