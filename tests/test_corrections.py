@@ -241,7 +241,7 @@ def test_relabel_accounting_counts_every_segment_once(ours_agent, outside_range)
     goal elements outside the range. Every count follows from the batch alone."""
     cfg, agent = ours_agent("ours")
     batch, outside = _outside(agent, cfg, [0, 0, 1, 3])  # 1/2 in range, 1/4 one out, 1/4 three
-    relabel = FlowInverseCorrection("alg1", "first", outside=outside_range)(agent, batch)
+    relabel = FlowInverseCorrection("alg1", "first", outside_range=outside_range)(agent, batch)
     got = agent.relabel_accounting(batch, relabel)
     lo = agent.lo_dim
     assert torch.equal(relabel.raw.abs() > agent.subgoal_bound, outside)  # the premise
@@ -311,8 +311,8 @@ def test_a_relabel_outside_the_range_is_clipped_or_keeps_the_stored_goal(ours_ag
     d = agent.action_dim
     # Push half the segments' stored outputs far out: their inverse leaves the range.
     batch["fdgm_output"][:, ::2] *= 50
-    clipped, raw, _, _ = FlowInverseCorrection("alg1", "first", outside="clip")(agent, batch)
-    kept, raw_kept, _, _ = FlowInverseCorrection("alg1", "first", outside="keep")(agent, batch)
+    clipped, raw, _, _ = FlowInverseCorrection(outside_range="clip")(agent, batch)
+    kept, raw_kept, _, _ = FlowInverseCorrection(outside_range="keep")(agent, batch)
     assert torch.equal(raw, raw_kept)
     outside = (raw.abs() > agent.subgoal_bound).any(dim=-1)
     assert outside[:, ::2].float().mean() > 0.5 and not outside[:, 1::2].any()  # the premise

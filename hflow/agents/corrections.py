@@ -19,9 +19,10 @@ level's input and the two bounds; it does not import the agent.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import torch
+from torch import nn
 
 from hflow.bounds import clip_to_bound
 from hflow.seeding import MemberRNG
@@ -34,7 +35,7 @@ class LowLevelView(Protocol):
     action_bound: torch.Tensor  # the action bound: HIRO's likelihood divides by it
 
     @property
-    def low_actor(self) -> Any: ...  # the low-level policy (MLP or flow)
+    def low_actor(self) -> nn.Module: ...  # the low-level policy: an MLPActor or a FlowActor
 
     def subgoal_part(self, states: torch.Tensor) -> torch.Tensor: ...
 
@@ -126,16 +127,17 @@ class FlowInverseCorrection:
     flow does not see, keep their stored values (`rest='keep'`) or take HIRO's delta-s
     candidate s_{t+c} - s_t (`rest='delta_s'`). A relabel outside the subgoal range means no
     goal the high level can set reproduces the stored output today: it is clipped to the
-    range (`outside='clip'`) or the segment keeps its stored goal (`outside='keep'`); either
+    range (`outside_range='clip'`) or the segment keeps its stored goal (`'keep'`); either
     way the unclipped relabel is returned, so the accounting counts it. The round trip
     f(g~_t; cond_t) against the stored value at t checks the inverse on what was stored.
     """
 
     def __init__(self, inverse: str = "alg1", reduce: str = "first", rest: str = "keep",
-                 outside: str = "clip"):
+                 outside_range: str = "clip"):
         assert inverse in ("alg1", "alg2") and reduce in ("first", "mean")
-        assert rest in ("keep", "delta_s") and outside in ("clip", "keep")
-        self.inverse, self.reduce, self.rest, self.outside = inverse, reduce, rest, outside
+        assert rest in ("keep", "delta_s") and outside_range in ("clip", "keep")
+        self.inverse, self.reduce, self.rest = inverse, reduce, rest
+        self.outside_range = outside_range
 
     def draw(self, rng: MemberRNG, batch_size: int, goal_dim: int) -> dict[str, torch.Tensor]:
         return {}
@@ -164,7 +166,7 @@ class FlowInverseCorrection:
         relabelled = torch.cat([head, tail], dim=-1)
         clipped = clip_to_bound(relabelled, low.subgoal_bound)
         replaced = torch.ones(goal.shape[:-1], dtype=torch.bool, device=goal.device)
-        if self.outside == "keep":
+        if self.outside_range == "keep":
             replaced = ~(relabelled.abs() > low.subgoal_bound).any(dim=-1)
             clipped = torch.where(replaced.unsqueeze(-1), clipped, goal)
         redone = actor.reproduce(inverted[:, :, 0], cond[:, :, 0])
