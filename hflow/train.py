@@ -284,16 +284,8 @@ class Trainer:
             self.segment = Segment(self.state, self.goal)
             self.low_tally.begin_segment(self.goal)
 
-        # -- the low level acts (exploration noise, clipped to the action bounds)
-        if t < cfg.train.warmup and cfg.train.warmup_policy == "uniform":
-            # uniform warm-up: the policy still gives the extras the segment stores
-            extras = self.agent.act_low(self.state, self.goal)[1]
-            action = self._uniform(self.agent.action_bound)
-        else:
-            noise = draw_exploration(self.rng["explore_lo"], self.agent.action_dim)
-            extras = self.graphs("act_low", self.agent.explore_low,
-                                 {"state": self.state, "goal": self.goal, "noise": noise})
-            action = extras.pop("action")
+        # -- the low level acts, then the envs step
+        action, extras = self._act_low()
         action_np = action.cpu().numpy()
         self._check_finite(action_np)
         obs, reward, _, _ = self.envs.step(action_np)
@@ -337,6 +329,18 @@ class Trainer:
         for level in self.levels:  # the low level first, then the high
             if level.due(self.step):
                 self.loss_log.record_update(level.name, level.update(self.graphs), self.step)
+
+    def _act_low(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The low level's action at the current state and goal, with exploration noise and
+        clipped to the action bounds, and what the segment stores of it (`extras`)."""
+        if self.step < self.cfg.train.warmup and self.cfg.train.warmup_policy == "uniform":
+            # uniform warm-up: the policy still gives the extras the segment stores
+            extras = self.agent.act_low(self.state, self.goal)[1]
+            return self._uniform(self.agent.action_bound), extras
+        noise = draw_exploration(self.rng["explore_lo"], self.agent.action_dim)
+        extras = self.graphs("act_low", self.agent.explore_low,
+                             {"state": self.state, "goal": self.goal, "noise": noise})
+        return extras.pop("action"), extras
 
     def _begin_episode(self) -> None:
         seeds = None
