@@ -187,6 +187,10 @@ class TaskConfig(Section):
 # Marks a key that may differ between a checkpoint and the command that resumes it, and so
 # between the seeds of one run (RESUMABLE_CHANGES): it changes how a run goes, not its numbers.
 RESUMABLE = {"resumable": True}
+# Marks a key that only acts with one off-policy correction (hierarchy.correction): setting it
+# for a model with another is an error (hflow.agents.registry.check_compatible).
+FLOW_RELABEL = {"correction": "flow"}
+HIRO_RELABEL = {"correction": "hiro"}
 
 
 class TrainConfig(Section):
@@ -283,8 +287,9 @@ class HierarchyConfig(Section):
         "terminal", description="the segment that ends an episode: discount 0 (HIRO's "
                                 "train.py) or bootstrapped like the others")
     hiro_candidates: int = Field(8, ge=1, description="sampled candidates besides g and "
-                                                      "delta-s")
-    hiro_candidate_sigma: float = Field(0.5, ge=0, description="x subgoal half-range")
+                                                      "delta-s", json_schema_extra=HIRO_RELABEL)
+    hiro_candidate_sigma: float = Field(0.5, ge=0, description="x subgoal half-range",
+                                        json_schema_extra=HIRO_RELABEL)
 
 
 class FlowConfig(Section):
@@ -292,22 +297,26 @@ class FlowConfig(Section):
         "action", description="flow condition: s (LSP), enc(s,g) (Ma; Fig. 5 variant), "
                               "mu_zstate(s, mu_z(s,g)) (ours)")
     inverse: Literal["alg1", "alg2"] = Field("alg1", description="stored or recomputed "
-                                                                 "condition")
+                                                                 "condition",
+                                             json_schema_extra=FLOW_RELABEL)
     reduce: Literal["first", "mean"] = Field("first", description="how the c per-step "
-                                                                  "inverses combine")
+                                                                  "inverses combine",
+                                             json_schema_extra=FLOW_RELABEL)
     rest: Literal["keep", "delta_s"] = Field(
         "keep", description="relabelled goal elements beyond d: stored values or "
-                            "s_t+c - s_t")
+                            "s_t+c - s_t", json_schema_extra=FLOW_RELABEL)
     coupling_layers: int = Field(4, ge=1)
     hidden: Sizes = Field(default_factory=lambda: [150, 150],
                           description="scale/translation nets")
     z_state_dim: int = Field(19, ge=1, description="size of a_{z-state}")
     relabel_from: Literal["fdgm_output", "executed_action"] = Field(
         "fdgm_output", description="what the inverse takes: a_rnvp, the FDGM part's output "
-                                   "before noise and squash, or the executed action")
+                                   "before noise and squash, or the executed action",
+        json_schema_extra=FLOW_RELABEL)
     outside_range: Literal["clip", "keep"] = Field(
         "clip", description="a segment whose inverse leaves the subgoal range: clip it to the "
-                            "range, or keep its stored goal (no in-range goal reproduces it)")
+                            "range, or keep its stored goal (no in-range goal reproduces it)",
+        json_schema_extra=FLOW_RELABEL)
     scale_bound: float = Field(2.0, gt=0, description="|log scale| <= bound per layer")
     shift_bound: float = Field(0.0, ge=0, description="|coupling shift| <= bound per layer; "
                                                       "0: unbounded (RealNVP)")
@@ -413,20 +422,22 @@ def get_key(cfg: RunConfig, key: str) -> Any:
     return value
 
 
-def _marked(model: type[BaseModel], mark: str, prefix: str = "") -> tuple[str, ...]:
-    keys: list[str] = []
-    for name, field in model.model_fields.items():
+def marked_keys(mark: str, model: type[BaseModel] | None = None,
+                prefix: str = "") -> dict[str, Any]:
+    """{key: the mark's value} for every key whose field carries `mark` (RESUMABLE, ...)."""
+    keys: dict[str, Any] = {}
+    for name, field in (model or RunConfig).model_fields.items():
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
-            keys += _marked(sub, mark, f"{prefix}{name}.")
-        elif isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(mark):
-            keys.append(f"{prefix}{name}")
-    return tuple(keys)
+            keys.update(marked_keys(mark, sub, f"{prefix}{name}."))
+        elif isinstance(field.json_schema_extra, dict) and mark in field.json_schema_extra:
+            keys[f"{prefix}{name}"] = field.json_schema_extra[mark]
+    return keys
 
 
 # The keys marked RESUMABLE (not the device: torch's CPU and CUDA generator states do not
 # convert).
-RESUMABLE_CHANGES = _marked(RunConfig, "resumable")
+RESUMABLE_CHANGES = tuple(marked_keys("resumable"))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -166,5 +166,12 @@ def test_bad_presets_and_options():
     with pytest.raises(ConfigError, match="'flow.inverse' only acts with hierarchy.correction "
                                           "= flow; model 'lsp' uses"):
         resolve("lsp", sets=["flow.inverse=alg2"])
+    with pytest.raises(ConfigError, match="'flow.outside_range' only acts with hierarchy."
+                                          "correction = flow; model 'ours_uncorrected' uses"):
+        resolve("ours_uncorrected", sets=["flow.outside_range=keep"])
+    with pytest.raises(ConfigError, match="'hierarchy.hiro_candidates' only acts with "
+                                          "hierarchy.correction = hiro; model 'ours' uses"):
+        resolve("ours", sets=["hierarchy.hiro_candidates=4"])
+    resolve("ours_hiro_corrected", sets=["hierarchy.hiro_candidates=4"])  # HIRO's: fine
     with pytest.raises(ConfigError, match="flow models need lo >= 8"):
         resolve("ours", sets=["task.lo=6"])

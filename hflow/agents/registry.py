@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from hflow.config import ConfigError, RunConfig, set_key
+from hflow.config import ConfigError, RunConfig, marked_keys, set_key
 
 # The paper's model: "Actor of FDGM: 150, all other NNs: 180, a_{t,z-state} = 19" (ablation).
 _FLOW_NETS = {"high.actor": [180, 180], "high.critic": [180, 180], "low.actor": [180, 180],
@@ -106,6 +106,10 @@ def apply_preset(cfg: RunConfig, name: str) -> None:
         set_key(cfg, key, value)
 
 
+# The keys that act with one correction only, and which (marked on their config fields)
+CORRECTION_KEYS = marked_keys("correction")
+
+
 def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
     """Rejects options that the chosen preset cannot take, naming both."""
     model = cfg.model
@@ -116,13 +120,9 @@ def check_compatible(cfg: RunConfig, user_keys: set[str]) -> None:
         if key.startswith("flow.") and cfg.low.policy != "flow":
             raise ConfigError(f"'{key}' does not apply to model '{model}': its low level is an "
                               f"MLP (low.policy = mlp), not a flow")
-        if key in ("flow.inverse", "flow.reduce", "flow.rest", "flow.relabel_from",
-                   "flow.outside_range") and \
-                cfg.hierarchy.correction != "flow":
-            raise ConfigError(f"'{key}' only acts with hierarchy.correction = flow; model "
-                              f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
-        if key.startswith("hierarchy.hiro_") and cfg.hierarchy.correction != "hiro":
-            raise ConfigError(f"'{key}' only acts with hierarchy.correction = hiro; model "
+        needs = CORRECTION_KEYS.get(key)
+        if needs is not None and cfg.hierarchy.correction != needs:
+            raise ConfigError(f"'{key}' only acts with hierarchy.correction = {needs}; model "
                               f"'{model}' uses hierarchy.correction = {cfg.hierarchy.correction}")
 
 
