@@ -7,10 +7,10 @@ The replay holds the last `low.buffer_size` transitions of every member, oldest 
 first; each is put back at the env step that wrote it. Per window of env steps and member it
 prints: the speed of the robot's x, y per env step; the share of that movement which went
 toward the subgoal's x, y (1: straight at it; 0: no better than any other direction); the
-x, y progress toward the subgoal per env step; the mean |action| over the action bound (1: every action at the bound). Steps
-that end a segment are left out (their stored next goal is the high level's new one, not
-h(s, g, s')). For runs written before metrics.csv had `low_subgoal_xy_progress`, and to see
-the low level between evaluation rows.
+x, y progress toward the subgoal per env step; the mean |action| over the action bound (1:
+every action at the bound). Steps that end a segment are left out (their stored next goal
+is the high level's new one, not h(s, g, s')). For runs written before metrics.csv had
+`low_subgoal_xy_progress`, and to see the low level between evaluation rows.
 """
 
 from __future__ import annotations
