@@ -143,9 +143,10 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
     low = Level("low", agent.low, agent.low.critic_step)
     for _ in range(4):  # change the low level: the stored goals are now stale
         obs = agent.low_input(states[:, :, 0], true_goal)
-        low.learn({"obs": obs, "action": actions[:, :, 0], "reward": torch.randn(2, 32, 1),
-                   "next_obs": obs,
-                   "noise": draw_target_noise(MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
+        low.update(batch={
+            "obs": obs, "action": actions[:, :, 0], "reward": torch.randn(2, 32, 1),
+            "next_obs": obs,
+            "noise": draw_target_noise(MemberRNG([0, 1], "noise"), 32, agent.action_dim)})
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.low.actor.parameters()))
     batch["goal"] = true_goal
     relabelled = FlowInverseCorrection(inverse, "first")(agent, batch).goal

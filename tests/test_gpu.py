@@ -45,7 +45,7 @@ def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_pat
             level = dict(zip(("low", "high"), make_levels(agent, None, None, streams, cpu.cfg)))
             on = {k: v.to(device) for k, v in batch.items()}
             for _ in range(4):  # actor and delayed steps included
-                level[name].learn({**on, **level[name].draws()})
+                level[name].update(batch={**on, **level[name].draws()})
     for (name, a), b in zip(cpu.agent.state_dict().items(), cuda_agent.state_dict().values()):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
             assert torch.allclose(a, b.cpu(), atol=1e-4, rtol=1e-3), name

@@ -68,8 +68,9 @@ def test_member_batched_td3_learns_a_small_control_problem():
                 idx = sample_rng.integers(0, len(replay["s"]), 64)
                 batch = [torch.as_tensor(np.concatenate([replay[k][i] for i in idx], axis=1),
                                          dtype=torch.float32) for k in ("s", "a", "r", "s2")]
-                level.learn({**dict(zip(("obs", "action", "reward", "next_obs"), batch)),
-                              "noise": draw_target_noise(noise_rng, 64, batch[1].shape[-1])})
+                level.update(batch={
+                    **dict(zip(("obs", "action", "reward", "next_obs"), batch)),
+                    "noise": draw_target_noise(noise_rng, 64, batch[1].shape[-1])})
     after = _episode_return(agent, DriftToZero(members, 9), members)
     print("returns before", before, "after", after)
     assert (after > -3.5).all(), (before, after)

@@ -34,7 +34,7 @@ class Level:
     td3: its networks and optimizers; critic_step: td3.critic_step, or one that relabels first;
     streams: 'replay' and 'noise', plus 'correction' when `draw` is given (draw(rng, B, size) ->
     the correction's random numbers); noise_dim: the size of the level's action. A level
-    without replay or streams learns from the batches it is given (`learn`)."""
+    without replay or streams learns from the batches it is given (`update(batch=...)`)."""
 
     def __init__(self, name: str, td3: TD3, critic_step: Step,
                  replay: ReplayBuffer | None = None, streams: dict | None = None,
@@ -58,19 +58,18 @@ class Level:
             out.update(self.draw(self.streams["correction"], B, self.noise_dim))
         return out
 
-    def learn(self, batch: dict[str, torch.Tensor], run: Runner = eager) -> dict:
-        """The critic step on `batch` (with its draws), then the delayed step on its states.
-        Returns the per-member [K] metrics, named as in LEVEL_METRICS."""
+    def update(self, run: Runner = eager,
+               batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """One update: a batch sampled from the level's replay with its draws (or `batch`,
+        given whole, draws included), the critic step on it, then the delayed step on its
+        states. Returns the per-member [K] metrics, named as in LEVEL_METRICS."""
+        if batch is None:
+            batch = {**self.replay.sample(self.batch_size, self.streams["replay"]),
+                     **self.draws()}
         metrics = run(f"{self.name}_critic_step", self.critic_step, batch)
         if (delayed := self.td3.delayed_step()) is not None:  # it reads the states only
             metrics.update(run(f"{self.name}_{delayed.__name__}", delayed, {"obs": batch["obs"]}))
         return metrics
-
-    def update(self, run: Runner = eager) -> dict[str, torch.Tensor]:
-        """One update on a batch sampled from the level's replay."""
-        batch = self.replay.sample(self.batch_size, self.streams["replay"])
-        return self.learn({**batch, **self.draws()}, run)
-
 
 def make_levels(agent, low_replay: ReplayBuffer | None, high_replay: ReplayBuffer | None,
                 streams: dict, cfg) -> tuple[Level, Level]:
