@@ -79,6 +79,14 @@ def assert_both_levels_update(trainer):
     assert trainer.agent.low.updates > 0 and trainer.agent.high.updates > 0
 
 
+def advance_until_both_update(trainer, steps: int = GPU_TEST_STEPS):
+    """`steps` env steps, then the premise above checked; returns the trainer."""
+    for _ in range(steps):
+        trainer.advance()
+    assert_both_levels_update(trainer)
+    return trainer
+
+
 @pytest.fixture(scope="session")
 def make_trainer(tiny):
     """make_trainer(tmp_path, model, device, capture): the tiny 2-seed BallPush run of the

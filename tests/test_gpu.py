@@ -7,8 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import GPU_TEST_STEPS as STEPS
-from conftest import STEP_KINDS, assert_both_levels_update
+from conftest import STEP_KINDS, advance_until_both_update
 
 from hflow.agents.level import make_levels
 
@@ -31,10 +30,7 @@ class FixedRNG:
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
 def test_cuda_updates_match_the_cpu_within_float_tolerance(make_trainer, tmp_path, model):
-    cpu = make_trainer(tmp_path, model, "cpu")
-    for _ in range(STEPS):
-        cpu.advance()
-    assert_both_levels_update(cpu)
+    cpu = advance_until_both_update(make_trainer(tmp_path, model, "cpu"))
     cuda_agent = copy.deepcopy(cpu.agent).to("cuda")
     B = cpu.cfg.td3.batch_size
     for name in ("low", "high"):
@@ -57,10 +53,8 @@ def test_captured_training_matches_eager_within_float_tolerance(make_trainer, tm
     and the same op by op: the same networks and optimizer moments."""
     runs = {}
     for capture in ("eager", "cuda"):
-        runs[capture] = make_trainer(tmp_path / capture, model, "cuda", capture=capture)
-        for _ in range(STEPS):
-            runs[capture].advance()
-        assert_both_levels_update(runs[capture])
+        runs[capture] = advance_until_both_update(
+            make_trainer(tmp_path / capture, model, "cuda", capture=capture))
     assert set(runs["cuda"].graphs.entries) == STEP_KINDS
     eager, captured = (runs[c].agent.mutable_tensors() for c in ("eager", "cuda"))
     for i, (a, b) in enumerate(zip(eager, captured, strict=True)):
@@ -74,9 +68,7 @@ def test_captured_training_matches_eager_within_float_tolerance(make_trainer, tm
 def test_cuda_step_syncs_only_to_hand_the_action_to_the_envs(make_trainer, tmp_path, model):
     trainer = make_trainer(tmp_path, model, "cuda")
     assert trainer.graphs.mode == "cuda"  # the default on CUDA: acting and updates captured
-    for _ in range(STEPS):
-        trainer.advance()
-    assert_both_levels_update(trainer)
+    advance_until_both_update(trainer)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
     try:

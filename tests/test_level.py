@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import GPU_TEST_STEPS as STEPS
-from conftest import assert_both_levels_update
+from conftest import advance_until_both_update
 
 from hflow.config import RESUMABLE_CHANGES
 from hflow.metrics import LEVEL_METRICS, LOSSES, METRIC_COLUMNS, RELABEL_METRICS
@@ -12,10 +11,7 @@ from hflow.metrics import LEVEL_METRICS, LOSSES, METRIC_COLUMNS, RELABEL_METRICS
 
 @pytest.mark.parametrize("model", ["hiro", "ours"])
 def test_each_level_logs_what_it_declares(make_trainer, tmp_path, model):
-    trainer = make_trainer(tmp_path, model, "cpu")
-    for _ in range(STEPS):
-        trainer.advance()
-    assert_both_levels_update(trainer)
+    trainer = advance_until_both_update(make_trainer(tmp_path, model, "cpu"))
     assert [level.name for level in trainer.levels] == ["low", "high"]  # the loop's order
     for level in trainer.levels:
         logged = set()
@@ -37,9 +33,7 @@ def test_an_update_draws_its_numbers_from_its_own_streams_in_a_fixed_order(make_
     """Replay indices, then target noise, then HIRO's candidate noise, each from the level's
     own stream: with those three streams put back, the level draws the same batch again (a
     draw from any other stream would have moved on)."""
-    trainer = make_trainer(tmp_path, "hiro", "cpu")
-    for _ in range(STEPS):
-        trainer.advance()
+    trainer = advance_until_both_update(make_trainer(tmp_path, "hiro", "cpu"))
     high = trainer.levels[1]
     saved = {k: trainer.rng[k].state_dict() for k in ("replay_hi", "noise_hi", "correction")}
     first = {**high.replay.sample(high.batch_size, high.streams["replay"]), **high.draws()}
