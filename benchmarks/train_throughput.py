@@ -12,7 +12,8 @@ high-level update with its correction every 10). Each case runs in its own proce
 Prints per case: env steps/s per member and for the group (K members), the time per env step
 split into env, acting, replay sampling, low-level update, high-level update (its correction
 shown apart), storing and other (the loop's own code), the achieved GFLOP/s of the updates
-(FLOPs counted by torch's FlopCounterMode on one update of each level), and the projected
+(FLOPs counted by torch's FlopCounterMode over a policy-delay cycle of each level's updates,
+the actor's step and HIRO's momentum step), and the projected
 time of one 10M-step seed and of the paper's grid (config/config.yaml) on this device when
 its jobs run one after another with K members each.
 
@@ -131,15 +132,13 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
     for (obj, name, _), original in zip(patches, originals):
         setattr(obj, name, original)
 
-    flops = {}  # one critic step and one actor step of each level
+    flops = {}  # per update of each level: the mean over a policy-delay cycle of updates
     for level in trainer.levels:
-        batch = {**level.replay.sample(level.batch_size, level.streams["replay"]),
-                 **level.draws()}
         counter = FlopCounterMode(display=False)
         with counter:
-            level.critic_step(batch)
-            level.td3.actor_step(batch)
-        flops[level.name] = counter.get_total_flops()
+            for _ in range(cfg.td3.policy_delay):
+                level.update()
+        flops[level.name] = counter.get_total_flops() / cfg.td3.policy_delay
     per_step = {k: 1000 * v / steps for k, v in totals.items()}
     per_step["high_update"] -= per_step["correction"]
     per_step["other"] = 1000 * timed_total / steps - sum(per_step.values())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hflow.agents.hiro import HierarchicalAgent
-from hflow.agents.level import Level
+from hflow.agents.level import Level, make_levels
 from hflow.agents.td3 import TD3, draw_target_noise
 from hflow.envs.tasks import get_task, goal_space
 from hflow.evaluate import metric_names
@@ -172,9 +172,11 @@ def test_the_segment_that_ends_an_episode_is_terminal_for_the_high_level(make_tr
     batch = trainer.high_buffer.sample(8, trainer.rng["replay_hi"])
     agent, lo = trainer.agent, trainer.agent.lo_dim
     drawn = {"noise": FixedNoise().normal(8, lo), **agent.correction.draw(FixedNoise(), 8, lo)}
-    losses = [copy.deepcopy(agent).high_critic_step(
-        {**batch, **drawn, "discount": torch.full_like(batch["discount"], value)})["critic"]
-        for value in (0.0, 1.0)]
+    losses = []
+    for value in (0.0, 1.0):
+        high = make_levels(copy.deepcopy(agent), None, None, trainer.rng, trainer.cfg)[1]
+        losses.append(high.update(batch={**batch, **drawn, "discount": torch.full_like(
+            batch["discount"], value)})["critic"])
     assert not torch.allclose(losses[0], losses[1])
     assert resolve("hiro").hierarchy.high_episode_end == "terminal"
 
