@@ -53,6 +53,20 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine() -> dict[str, str]:
+    """The CPU and the float kernels torch picked on it: a run's numbers are bit for bit the
+    same only where these match (its code and versions being the same)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "platform": platform.platform()}
+
+
 def _rows_past_start(metrics: Path) -> bool:
     """Whether a metrics.csv holds rows after step 0's (a run killed before its first
     checkpoint leaves only that row, which a new start writes again)."""
@@ -162,7 +176,7 @@ class RunFiles:
         another process removed (Snakemake's --rerun-incomplete beside a running workflow
         deletes a running job's outputs) comes back with the next metrics row."""
         if self.package_versions is None:
-            self.package_versions = versions()
+            self.package_versions = {**versions(), "machine": machine()}
         for k, seed in enumerate(self.seeds):
             write_json(self.seed_dir(seed) / RECORD, {
                 "config": self.cfg.to_dict(), "config_hash": config_hash(self.cfg.to_dict()),

@@ -68,6 +68,9 @@ def test_same_seeds_give_identical_metrics(cmd, uninterrupted, tmp_path):
     assert record["seed"] == 1 and record["config"]["model"] == "hiro"
     assert record["goal_space"]["subgoal_names"] == ["x", "y"]  # HIRO's hiro_xy for the point
     assert {"torch", "mujoco", "gymnasium", "git_commit"} <= set(record["versions"])
+    machine = record["versions"]["machine"]  # what bit-for-bit equality depends on
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu"] and machine["platform"]
     assert (uninterrupted / "seed1" / "policy.pt").stat().st_size > 0
 
 
