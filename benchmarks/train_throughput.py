@@ -104,33 +104,29 @@ def worker(model: str, members: int, tiny: bool, steps: int, device: str, task: 
     total = run_steps()
 
     # Again with a timer around each phase (syncing on CUDA, so the total above is the honest
-    # figure there). Every step runs through `trainer.graphs(name, fn, inputs)` (eager too):
-    # each is timed by its name; the correction is timed inside the high level's update.
+    # figure there): acting (both levels), env, each level's update (its replay sampling and,
+    # for the high level, the correction timed inside it and shown apart), storing.
     totals = dict.fromkeys(PHASES, 0.0)
-    agent, graphs = trainer.agent, trainer.graphs
-    captured = graphs.mode == "cuda"
+    agent = trainer.agent
+    captured = trainer.graphs.mode == "cuda"
     patches = [(trainer.envs, "step", "env"), (trainer.low_buffer, "add", "store"),
-               (trainer.high_buffer, "add", "store")]
-    patches += [(level.replay, "sample", "sample") for level in trainer.levels]
+               (trainer.high_buffer, "add", "store"), (trainer, "_act_low", "act"),
+               (trainer, "_pick_goal", "act")]
+    for level in trainer.levels:
+        patches += [(level, "update", f"{level.name}_update"),
+                    (level.replay, "sample", f"sample_{level.name}")]
     if not captured:
         patches.append((agent, "correction", "correction"))
-
-    def kind(name):  # act_low, act_high, low_critic_step, high_actor_step, ...
-        if name.startswith("act_"):
-            return "act"
-        return "high_update" if name.startswith("high") else "low_update"
-
-    def timed_graphs(name, *args):
-        return _timed(graphs, kind(name), totals, sync)(name, *args)
-
+    totals.update(sample_low=0.0, sample_high=0.0)
     originals = [getattr(obj, name) for obj, name, _ in patches]
     for obj, name, phase in patches:
         setattr(obj, name, _timed(getattr(obj, name), phase, totals, sync))
-    trainer.graphs = timed_graphs
     timed_total = run_steps()
-    trainer.graphs = graphs
     for (obj, name, _), original in zip(patches, originals):
         setattr(obj, name, original)
+    for name in ("low", "high"):  # sampling is inside the update: shown apart
+        totals[f"{name}_update"] -= totals[f"sample_{name}"]
+        totals["sample"] += totals.pop(f"sample_{name}")
 
     flops = {}  # per update of each level: the mean over a policy-delay cycle of updates
     for level in trainer.levels:

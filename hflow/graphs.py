@@ -33,6 +33,12 @@ class StepGraphs:
         self.entries: dict[str, tuple] = {}  # name -> (inputs, outputs, replay)
         self.stream = torch.cuda.Stream(device) if mode == "cuda" else None
 
+    @property
+    def runner(self) -> StepGraphs | None:
+        """What a level's update runs its steps through: these graphs, or None (op by op,
+        each step called directly)."""
+        return None if self.mode == "eager" else self
+
     def __call__(self, name: str, fn: Callable, inputs: dict[str, torch.Tensor]) -> dict:
         if self.mode == "eager":
             return fn(inputs)

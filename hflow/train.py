@@ -328,7 +328,8 @@ class Trainer:
             return
         for level in self.levels:  # the low level first, then the high
             if level.due(self.step):
-                self.loss_log.record_update(level.name, level.update(self.graphs), self.step)
+                metrics = level.update(self.graphs.runner)
+                self.loss_log.record_update(level.name, metrics, self.step)
 
     def _act_low(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The low level's action at the current state and goal, with exploration noise and

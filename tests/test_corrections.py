@@ -140,7 +140,7 @@ def test_relabelled_goal_reproduces_stored_action_after_an_update(ours_agent, in
     batch, true_goal = _segments(agent, cfg)
     states, actions, cond = batch["states"], batch["actions"], batch["cond"]
     before = [p.detach().clone() for p in agent.low.actor.parameters()]
-    low = Level("low", agent.low, agent.low.critic_step)
+    low = Level("low", agent.low)
     for _ in range(4):  # change the low level: the stored goals are now stale
         obs = agent.low_input(states[:, :, 0], true_goal)
         low.update(batch={

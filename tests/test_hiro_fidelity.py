@@ -53,7 +53,7 @@ def _update(td3):
     obs = torch.randn(1, 16, 4, generator=gen)
     action = torch.rand(1, 16, 2, generator=gen) * 2 - 1
     reward = torch.randn(1, 16, 1, generator=gen)
-    Level("low", td3, td3.critic_step).update(batch=
+    Level("low", td3).update(batch=
         {"obs": obs, "action": action, "reward": reward, "next_obs": obs.roll(1, dims=1),
          "noise": draw_target_noise(MemberRNG([0], "noise"), 16, 2)})
 

@@ -49,7 +49,7 @@ def test_member_batched_td3_learns_a_small_control_problem():
     torch.manual_seed(0)
     members, seeds = 2, [0, 1]
     agent = _td3(members, seeds)
-    level = Level("low", agent, agent.critic_step)
+    level = Level("low", agent)
     env, explore = DriftToZero(members, 0), np.random.default_rng(1)
     replay = {k: [] for k in ("s", "a", "r", "s2")}
     noise_rng, sample_rng = MemberRNG(seeds, "noise"), np.random.default_rng(2)

@@ -91,6 +91,7 @@ class HierarchicalAgent(nn.Module):
                                              cfg.td3.critic_action_input), cfg.td3,
                        cfg.low.reward_scale)
         self.correction = build_correction(cfg.hierarchy.correction, cfg)
+        self.high.relabel = self.relabel
         xy_mask = torch.ones(self.obs_dim)
         zero_xy = task.robot.zero_xy if cfg.low.zero_xy is None else cfg.low.zero_xy
         if zero_xy:
@@ -144,15 +145,14 @@ class HierarchicalAgent(nn.Module):
         return {"action": explore(action, inputs["noise"], self.cfg.low.explore_sigma,
                                   self.action_bound), **extras}
 
-    # -- learning: each level is a TD3 whose steps the loop runs (hflow.agents.td3); the low
-    # level's replay holds what its TD3 takes; the high level's critic step relabels first
-    def high_critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """batch: sampled segments, TD3's target noise and the correction's draws. The
-        segments' goals are relabelled for today's low level, then the high critic learns
-        with the relabelled goal as its action; what the relabel did is logged beside."""
+    # -- learning: each level is a TD3 (hflow.agents.td3) updated by its Level
+    # (hflow.agents.level); the low level's replay holds what its TD3 takes; the high level's
+    # critic step first relabels the sampled segments' goals (TD3.relabel is this method)
+    def relabel(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """batch: sampled segments with the correction's draws -> (each segment's goal
+        relabelled for today's low level, the high critic's action; what the relabel did)."""
         relabel = self.correction(self, batch)
-        accounting = self.relabel_accounting(batch, relabel)  # before the update changes mu_lo
-        return {**self.high.critic_step({**batch, "action": relabel.goal}), **accounting}
+        return relabel.goal, self.relabel_accounting(batch, relabel)
 
     @torch.no_grad()
     def relabel_accounting(self, batch: dict, relabel: Relabel) -> dict[str, torch.Tensor]:

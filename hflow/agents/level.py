@@ -2,11 +2,12 @@
 critic step, with `update` as the one way an update happens (the training loop, the tests and
 the benchmarks all call it).
 
-An update is two steps, each a function of its inputs alone so that either can be replayed as
-a CUDA graph: the critic step (the low level's plain TD3 one; the high level's relabels the
-sampled segments first), then the step the policy delay asks for (the actor's, HIRO's
-momentum step, or none). The level draws every random number the steps use, from its own
-streams, in a fixed order: replay indices, target-policy noise, the correction's draws.
+An update is two steps of the level's TD3, each a function of its inputs alone so that either
+can be replayed as a CUDA graph: the critic step (the high level's relabels the sampled
+segments first), then the step the policy delay asks for (the actor's, HIRO's momentum step,
+or none). Op by op they are called directly; captured, through a runner (hflow.graphs). The
+level draws every random number the steps use, from its own streams, in a fixed order:
+replay indices, target-policy noise, the correction's draws.
 """
 
 from __future__ import annotations
@@ -20,27 +21,23 @@ from hflow.metrics import LEVEL_METRICS
 from hflow.replay import ReplayBuffer
 
 Step = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-# How a step runs: (name, step, inputs) -> outputs; hflow.graphs.StepGraphs is one, `eager` another
+# How a step runs when it is not called directly: (name, step, inputs) -> outputs, e.g.
+# hflow.graphs.StepGraphs replaying it as a CUDA graph
 Runner = Callable[[str, Step, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-
-
-def eager(name: str, step: Step, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Runs a step op by op."""
-    return step(inputs)
 
 
 class Level:
     """name: 'low' or 'high' (its metrics are LEVEL_METRICS[name], logged as `<name>_<metric>`);
-    td3: its networks and optimizers; critic_step: td3.critic_step, or one that relabels first;
-    streams: 'replay' and 'noise', plus 'correction' when `draw` is given (draw(rng, B, size) ->
-    the correction's random numbers); noise_dim: the size of the level's action. A level
-    without replay or streams learns from the batches it is given (`update(batch=...)`)."""
+    td3: its networks, optimizers and critic step (the high level's relabels first:
+    TD3.relabel); streams: 'replay' and 'noise', plus 'correction' when `draw` is given
+    (draw(rng, B, size) -> the correction's random numbers); noise_dim: the size of the level's
+    action. A level without replay or streams learns from the batches it is given
+    (`update(batch=...)`)."""
 
-    def __init__(self, name: str, td3: TD3, critic_step: Step,
-                 replay: ReplayBuffer | None = None, streams: dict | None = None,
-                 noise_dim: int = 0, batch_size: int = 0, every: int = 1,
-                 draw: Callable | None = None):
-        self.name, self.td3, self.critic_step, self.replay = name, td3, critic_step, replay
+    def __init__(self, name: str, td3: TD3, replay: ReplayBuffer | None = None,
+                 streams: dict | None = None, noise_dim: int = 0, batch_size: int = 0,
+                 every: int = 1, draw: Callable | None = None):
+        self.name, self.td3, self.replay = name, td3, replay
         self.streams, self.noise_dim, self.draw = streams or {}, noise_dim, draw
         self.batch_size, self.every = batch_size, every
         self.metrics = LEVEL_METRICS[name]
@@ -58,28 +55,34 @@ class Level:
             out.update(self.draw(self.streams["correction"], B, self.noise_dim))
         return out
 
-    def update(self, run: Runner = eager,
+    def update(self, run: Runner | None = None,
                batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One update: a batch sampled from the level's replay with its draws (or `batch`,
-        given whole, draws included), the critic step on it, then the delayed step on its
-        states. Returns the per-member [K] metrics, named as in LEVEL_METRICS."""
+        given whole, draws included), the TD3's critic step on it, then the step its policy
+        delay asks for on the batch's states; each called directly, or through `run`.
+        Returns the per-member [K] metrics, named as in LEVEL_METRICS."""
         if batch is None:
             batch = {**self.replay.sample(self.batch_size, self.streams["replay"]),
                      **self.draws()}
-        metrics = run(f"{self.name}_critic_step", self.critic_step, batch)
-        if (delayed := self.td3.delayed_step()) is not None:  # it reads the states only
-            metrics.update(run(f"{self.name}_{delayed.__name__}", delayed, {"obs": batch["obs"]}))
+        td3 = self.td3
+        metrics = td3.critic_step(batch) if run is None else \
+            run(f"{self.name}_critic_step", td3.critic_step, batch)
+        if (delayed := td3.delayed_step()) is not None:  # it reads the states only
+            states = {"obs": batch["obs"]}
+            metrics.update(delayed(states) if run is None else
+                           run(f"{self.name}_{delayed.__name__}", delayed, states))
         return metrics
+
 
 def make_levels(agent, low_replay: ReplayBuffer | None, high_replay: ReplayBuffer | None,
                 streams: dict, cfg) -> tuple[Level, Level]:
     """The agent's two levels, low then high (the order the loop updates them in). streams:
     by name, 'replay_lo', 'noise_lo', 'replay_hi', 'noise_hi', 'correction' (the trainer's)."""
     B = cfg.td3.batch_size
-    low = Level("low", agent.low, agent.low.critic_step, low_replay,
+    low = Level("low", agent.low, low_replay,
                 {"replay": streams.get("replay_lo"), "noise": streams["noise_lo"]},
                 agent.action_dim, B, cfg.low.update_every)
-    high = Level("high", agent.high, agent.high_critic_step, high_replay,
+    high = Level("high", agent.high, high_replay,
                  {"replay": streams.get("replay_hi"), "noise": streams["noise_hi"],
                   "correction": streams["correction"]},
                  agent.lo_dim, B, cfg.high.update_every, draw=agent.correction.draw)

@@ -43,6 +43,10 @@ class TD3(nn.Module):
                  reward_scale: float = 1.0):
         super().__init__()
         self.actor, self.critic, self.cfg, self.reward_scale = actor, critic, cfg, reward_scale
+        # batch -> (the actions to learn from, metrics): HIRO's high level relabels its
+        # segments' goals for today's low level first (HierarchicalAgent.relabel); None: the
+        # stored actions as they are
+        self.relabel: Callable[[dict], tuple[torch.Tensor, dict]] | None = None
         self.actor_target = copy.deepcopy(actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(critic).requires_grad_(False)
         # The optimizers are child modules: their moments move, save and load with the TD3.
@@ -66,10 +70,15 @@ class TD3(nn.Module):
     # policy delay, the actor's with the target networks', HIRO's momentum step, or nothing.
     def critic_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """batch: obs, action, reward, next_obs [K, B, ...], the target-policy noise `noise`
-        (draw_target_noise) and optionally `discount` (0 or 1 per transition, times gamma).
-        Returns the per-member critic loss [K]."""
-        cfg = self.cfg
-        obs, action, next_obs = batch["obs"], batch["action"], batch["next_obs"]
+        (draw_target_noise) and optionally `discount` (0 or 1 per transition, times gamma);
+        with `relabel`, what it reads instead of `action`. Returns the per-member critic loss
+        [K] (and what the relabel logs)."""
+        cfg, logged = self.cfg, {}
+        if self.relabel is not None:
+            action, logged = self.relabel(batch)
+        else:
+            action = batch["action"]
+        obs, next_obs = batch["obs"], batch["next_obs"]
         with torch.no_grad():
             noise = (batch["noise"] * cfg.target_noise).clamp(-cfg.target_noise_clip,
                                                               cfg.target_noise_clip)
@@ -83,7 +92,7 @@ class TD3(nn.Module):
         critic_loss = td.sum(dim=0)  # Q1 + Q2, per member and sample
         params = list(self.critic.parameters())
         self.critic_opt.step(params, torch.autograd.grad(member_sum(critic_loss), params))
-        return {"critic": per_member(critic_loss)}
+        return {"critic": per_member(critic_loss), **logged}
 
     def actor_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The delayed step on batch["obs"]: the actor on -Q (plus the actor's own loss
