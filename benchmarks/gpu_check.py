@@ -13,7 +13,10 @@ Parts, each timed, each a section of one Markdown summary (written to --out and 
    jobs have K = 5; hflow/grid.py's GPU rate and the workstation profile's 4 slots rest on
    this), next to one such job alone;
 4. hflow's batched env step next to a bare `mujoco.rollout` at K = 1, 16, 64
-   (benchmarks/env_throughput.py).
+   (benchmarks/env_throughput.py);
+5. hflow's Adam against `torch.optim.Adam(fused=True)` and `(fused=True, capturable=True)`,
+   op by op and replayed as a CUDA graph (benchmarks/adam_overhead.py): whether CUDA could
+   use torch's optimizer instead.
 A part that fails is reported with its error and the check goes on; the exit code is 1 if
 any part failed. The summary is rewritten after every part, so a check stopped by a time
 limit keeps the parts it finished; `--parts` runs the rest in another call.
@@ -112,6 +115,15 @@ def part_env(args) -> str:
     return "```\n" + done.stdout.strip() + "\n```"
 
 
+def part_adam(args) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / "adam_overhead.py"), "--device",
+                           args.device, "--members", "5", "--steps", str(args.adam_steps)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1])
+    return "```\n" + done.stdout.strip() + "\n```"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.md"))
@@ -137,16 +149,18 @@ def main() -> int:
     if args.quick:
         args.models, args.members, args.steps = ["hiro", "ours"], [1, 2], 10
         args.jobs, args.job_members, args.env_members, args.env_steps = 2, 2, [1, 2], 10
+        args.adam_steps = 50
     else:
         args.models, args.members, args.steps = ["hiro", "ours"], [1, 5, 16, 64], 150
         args.jobs, args.job_members, args.env_members, args.env_steps = 4, 5, [1, 16, 64], 200
+        args.adam_steps = 2000
 
     import torch
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     titles = {"tests": "gpu tests", "throughput": "training throughput",
               "concurrent": f"{args.jobs} jobs sharing the device",
-              "env": "env step vs mujoco.rollout"}
+              "env": "env step vs mujoco.rollout", "adam": "Adam: hflow's and torch.optim's"}
     parts = [(titles[name], PARTS[name]) for name in PARTS if name in chosen]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -173,7 +187,7 @@ def main() -> int:
 
 
 PARTS = {"tests": part_tests, "throughput": part_throughput, "concurrent": part_concurrent,
-         "env": part_env}
+         "env": part_env, "adam": part_adam}
 
 if __name__ == "__main__":
     sys.exit(main())

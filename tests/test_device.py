@@ -101,7 +101,8 @@ def test_the_gpu_check_runs_end_to_end_on_a_cpu(tmp_path):
     assert "`6 skipped in" in summary or "`6 passed in" in summary
     for section in ("## gpu tests", "## training throughput", "| ours | 2 |",
                     "## 2 jobs sharing the device", "jobs at once",
-                    "## env step vs mujoco.rollout", "K =   2"):
+                    "## env step vs mujoco.rollout", "K =   2",
+                    "## Adam: hflow's and torch.optim's", "bit-identical after 50 steps: True"):
         assert section in summary, section
 
 
