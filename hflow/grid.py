@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from hflow.agents.registry import get_preset
+from hflow.agents.registry import PRESETS, get_preset
 from hflow.config import ConfigError, parse_set
 from hflow.envs.tasks import TASKS
 from hflow.layout import METRICS, RUN_DIR, seed_file
@@ -29,6 +29,7 @@ from hflow.resolve import resolve
 # a run's directory under each root (runs/, state/, logs/), Snakemake's {task}
 # wildcard (exactly the task registry's names), and what the analysis rules write.
 TASK_PATTERN = "|".join(TASKS)
+MODEL_PATTERN = "|".join(PRESETS)  # Snakemake's {model}: exactly the presets' names
 FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png", "{fig}_low.png")
 MAX_FIGURE_NAME = 100  # file names stop at 255 bytes, and the temp file adds to it
 TABLE_FILES = ("table2.md", "table2.tex", "table2.html")

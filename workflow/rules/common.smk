@@ -7,6 +7,7 @@ import sys
 from hflow.grid import (
     FIGURE_FILES,
     TABLE_FILES,
+    MODEL_PATTERN,
     TASK_PATTERN,
     RunId,
     figure_runs,
@@ -30,7 +31,7 @@ ENV = "../envs/hflow.yaml"
 
 wildcard_constraints:
     task=TASK_PATTERN,
-    model="[a-z][a-z0-9_]*",
+    model=MODEL_PATTERN,
     hi="[0-9]+",
     lo="[0-9]+",
     fig="[A-Za-z0-9_]+",
