@@ -40,7 +40,7 @@ class Level:
         self.name, self.td3, self.replay = name, td3, replay
         self.streams, self.noise_dim, self.draw = streams or {}, noise_dim, draw
         self.batch_size, self.every = batch_size, every
-        self.metrics = LEVEL_METRICS[name]
+        assert name in LEVEL_METRICS, name  # its metrics are declared there
 
     def due(self, step: int) -> bool:
         """Whether env step `step` (counted after the step) updates this level."""
