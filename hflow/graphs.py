@@ -4,10 +4,9 @@ A step is `fn(inputs) -> dict of tensors`, a function of its input tensors alone
 draws its noise from the member streams and passes it in, so a replay (which runs no Python)
 uses the same numbers as an eager call. Per name, the first call records: the inputs are
 copied into fixed buffers, warm-up runs (which CUDA asks for) are undone by restoring the
-state the step mutates, and the graph is captured (`_capture`, the only part that needs
-CUDA); later calls copy inputs in, replay, and copy the outputs out. The tests replace
-`_capture` by a replay that calls the step on the fixed buffers, so that everything else runs
-on a CPU (tests/conftest.py, EmulatedGraphs).
+state the step mutates, and the graph is captured; later calls copy inputs in, replay, and
+copy the outputs out. `_capture` is the only part that needs CUDA: the buffers, warm-up and
+restore around it run on any device.
 """
 
 from __future__ import annotations
