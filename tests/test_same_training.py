@@ -75,7 +75,7 @@ def test_the_tiny_configurations_train_as_at_the_baseline(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["hiro"])
-def test_the_digest_sees_a_one_ulp_change(model, tmp_path, monkeypatch):
+def test_the_digest_sees_a_one_ulp_change(model):
     """The comparison is no blanket: one run with the target noise scaled by (1 + 2^-23)
     gives another digest."""
     cases = [(model, "PointMazeMulti",
