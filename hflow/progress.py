@@ -14,13 +14,15 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, label: str, stream=None, log_interval_s: float = 30.0):
+    def __init__(self, total: int, label: str, stream=None, log_interval_s: float = 30.0,
+                 start: int = 0):
+        """`start`: the steps already done (a resumed run), which this process did not do."""
         self.total, self.label = total, label
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.interval = 0.5 if self.live else log_interval_s
         self.last_print = 0.0
-        self.rate_mark = (time.monotonic(), 0)
+        self.rate_mark = (time.monotonic(), start)
         self.rate = 0.0
         self.note = ""
 

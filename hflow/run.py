@@ -53,7 +53,8 @@ class Run:
             g = trainer.goals
             label = f"{cfg.model} {cfg.task.name} hi={g.hi} lo={g.lo} " \
                     f"seeds={','.join(map(str, trainer.seeds))}"
-            progress = Progress(cfg.train.steps, label) if self.show_progress else None
+            progress = (Progress(cfg.train.steps, label, start=trainer.step)
+                        if self.show_progress else None)
             if not resumed:
                 self.evaluate_and_checkpoint(progress)
             while trainer.step < cfg.train.steps:
