@@ -40,7 +40,8 @@ onstart:
 
 rule all:
     input:
-        figures=expand(f"{FIGURES}/{FIGURE_FILES[0]}", fig=list(config["figures"])),
+        figures=[f"{FIGURES}/{pattern.format(fig=fig)}" for fig in config["figures"]
+                 for pattern in FIGURE_FILES],
         table=[f"{FIGURES}/{name}" for name in TABLE_FILES[:2]],
     default_target: True
 

@@ -30,7 +30,8 @@ from hflow.resolve import resolve
 # wildcard (exactly the task registry's names), and what the analysis rules write.
 TASK_PATTERN = "|".join(TASKS)
 MODEL_PATTERN = "|".join(PRESETS)  # Snakemake's {model}: exactly the presets' names
-FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png", "{fig}_low.png")
+FIGURE_FILES = ("{fig}.pdf", "{fig}.png", "{fig}_success.png", "{fig}_low.png",
+                "{fig}_low_xy.png")
 MAX_FIGURE_NAME = 100  # file names stop at 255 bytes, and the temp file adds to it
 TABLE_FILES = ("table2.md", "table2.tex", "table2.html")
 

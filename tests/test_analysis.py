@@ -117,13 +117,17 @@ def test_sign_flip_test_is_exact():
     assert is_finding(0.1, 0.5, 0.01) and is_finding(-0.5, -0.1, 0.002)
 
 
-def test_figure_has_two_pages_and_rejects_missing_runs(runs, tmp_path):
+def test_figure_has_a_page_per_measure_and_rejects_missing_runs(runs, tmp_path):
     frame = aggregate(runs)
     spec = {"title": "t", "panels": [{"task": "AntPushSingle", "runs": [
         {"model": "ours", "hi": 8, "lo": 15, "color": "green"},
         {"model": "hiro", "hi": 8, "lo": 15}]}]}
     written = plot_figure(frame, spec, tmp_path / "f.pdf")
-    assert len(PdfReader(written[0]).pages) == 3 and len(written) == 4
+    assert len(PdfReader(written[0]).pages) == 4 and len(written) == 5  # the PDF, 4 PNGs
+    assert [p.name for p in written[1:]] == ["f.png", "f_success.png", "f_low.png", "f_low_xy.png"]
+    # a summary aggregated before a measure existed draws its page empty, without error
+    older = frame.drop(columns=["low_subgoal_xy_progress"])
+    assert len(PdfReader(plot_figure(older, spec, tmp_path / "old.pdf")[0]).pages) == 4
     spec["panels"][0]["runs"].append({"model": "lsp", "hi": 8, "lo": 15})
     with pytest.raises(HflowError, match="no results for: AntPushSingle lsp hi=8 lo=15"):
         plot_figure(frame, spec, tmp_path / "g.pdf")

@@ -233,8 +233,8 @@ def test_smoke_pipeline_end_to_end(smoke_repo):
     assert "train_seeds" not in log  # `dvc repro smoke` trained; this run only built outputs
     figures = repo / "results" / "smoke" / "figures"
     for fig in ("fig3", "fig4", "fig5"):
-        assert len(PdfReader(figures / f"{fig}.pdf").pages) == 3  # reward, success, low level
-        for png in (f"{fig}.png", f"{fig}_success.png", f"{fig}_low.png"):
+        assert len(PdfReader(figures / f"{fig}.pdf").pages) == 4  # reward, success, low level x2
+        for png in (f"{fig}.png", f"{fig}_success.png", f"{fig}_low.png", f"{fig}_low_xy.png"):
             assert (figures / png).read_bytes()[:4] == b"\x89PNG"
     table = squeeze((figures / "table2.md").read_text())
     assert "| Our model | O | O |" in table and "ours_3_3" in table and "hiro_3_2" in table
@@ -306,7 +306,7 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     counts = job_counts(run.stdout + run.stderr)
     assert counts == {"aggregate": 2, "figure": 1, "table2": 1, "all": 1}, counts
     figures = repo / "figures" / "point"
-    assert len(PdfReader(figures / "point.pdf").pages) == 3
+    assert len(PdfReader(figures / "point.pdf").pages) == 4
     table = squeeze((figures / "table2.md").read_text())
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
     for task, model, hi, lo in runs:

@@ -6,9 +6,11 @@ target's columns instead of the headline's, for tasks evaluated at several). Eac
 mean over seeds with its 95% stratified-bootstrap band (rliable, the estimator of the results
 table); legend labels are the paper's `{model}_{hi}_{lo}` (the preset name where two runs of a
 panel would share one). Page 1 of the PDF is the eval average
-reward (the paper's y axis), page 2 the success rate, page 3 the low level's own task (the
-share of the distance to its subgoal left at the end of a c-step segment, from the training
-steps: 1 means no closer); PNG copies of the pages are written beside it.
+reward (the paper's y axis), page 2 the success rate, pages 3 and 4 the low level's own task
+from the training steps: the share of the distance to its subgoal left at the end of a c-step
+segment (1 means no closer), and the distance a segment covers toward its subgoal's x, y (on
+the Ant the first moves while the legs' own motion still holds the share at 1); PNG copies
+of the pages are written beside it.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from hflow.analysis.stats import curves  # noqa: E402
 from hflow.io import atomic_path  # noqa: E402
 
 PAGES = (("eval_reward", "average reward"), ("eval_success", "success rate"),
-         ("low_subgoal_distance_left", "low level: subgoal distance left"))
-PNG_SUFFIXES = ("", "_success", "_low")  # one PNG per page, beside the PDF
+         ("low_subgoal_distance_left", "low level: subgoal distance left"),
+         ("low_subgoal_xy_progress", "low level: x, y progress per segment"))
+PNG_SUFFIXES = ("", "_success", "_low", "_low_xy")  # one PNG per page, beside the PDF
 
 
 def _steps(x, _pos) -> str:
@@ -86,8 +89,10 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
     cols = min(len(panels), 2 if len(panels) == 4 else 3)
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    # a column that no run has (runs trained before it existed) draws an empty panel
     stats = {column: curves(summary, column)
-             for column in {_column(value, panel) for panel in panels}}
+             for column in {_column(value, panel) for panel in panels}
+             if column in summary.columns}
     palette = sns.color_palette("tab10")
     for i, (ax, panel) in enumerate(zip(axes.flat, panels)):
         labels = [run_label(r["model"], r["hi"], r["lo"]) for r in panel["runs"]]
@@ -95,9 +100,10 @@ def _page(summary: pd.DataFrame, spec: dict, value: str, ylabel: str):
             ident = run_id(run["model"], run["hi"], run["lo"])
             # the paper's label, unless two runs of the panel share it (ours, ours_alg2)
             label = labels[j] if labels.count(labels[j]) == 1 else ident
-            table = stats[_column(value, panel)]
-            line = table[(table["task"] == panel["task"]) & (table["run"] == ident)]
-            if line.empty:  # the run has no value of this column at any step
+            table = stats.get(_column(value, panel))
+            line = None if table is None else table[(table["task"] == panel["task"])
+                                                    & (table["run"] == ident)]
+            if line is None or line.empty:  # the run has no value of this column at any step
                 continue
             color = run.get("color", palette[j % len(palette)])
             ax.plot(line["step"], line["mean"], color=color, label=label, lw=1.6)

@@ -44,6 +44,12 @@ rule figure:
             category="Figures",
             labels={"figure": "{fig}", "page": "low level: subgoal distance left"},
         ),
+        low_xy_png=report(
+            f"{FIGURES}/{FIGURE_FILES[4]}",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{fig}", "page": "low level: x, y progress per segment"},
+        ),
     params:
         spec=lambda wc: json.dumps(config["figures"][wc.fig]),
     conda:
