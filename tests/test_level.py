@@ -1,6 +1,5 @@
 """hflow.agents.level: one update of one level, as the loop, the tests and the benchmarks run it."""
 
-import numpy as np
 import pytest
 import torch
 from conftest import advance_until_both_update
@@ -49,28 +48,3 @@ def test_resumable_keys_are_the_run_shape_keys_only():
     assert set(RESUMABLE_CHANGES) == {
         "train.steps", "train.checkpoint_every", "train.checkpoints_kept", "train.torch_threads",
         "train.env_threads", "train.capture", "train.tensorboard"}
-
-
-def test_low_level_replay_puts_each_transition_back_at_its_env_step(train_cmd, tmp_path):
-    """benchmarks/low_level_replay.py: the slot-to-step map of a full and of a partly filled
-    buffer, and the script on a real run's state (tiny: 600 steps into a 400-slot buffer)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root / "benchmarks"))
-    from low_level_replay import written_steps
-
-    # 10 slots, step 23: slots 0-2 hold steps 20-22, slots 3-9 steps 13-19
-    assert written_steps(23, 3, 10, 10).tolist() == [20, 21, 22, 13, 14, 15, 16, 17, 18, 19]
-    assert written_steps(7, 7, 7, 10).tolist() == list(range(7))
-    subprocess.run(train_cmd(tmp_path, extra=["low.buffer_size=400"]), check=True)
-    done = subprocess.run([sys.executable, str(root / "benchmarks" / "low_level_replay.py"),
-                           str(tmp_path / "state-seeds-0-1"), "--window", "100"],
-                          capture_output=True, text=True, check=True)
-    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
-    # steps 200-599 are in the buffer: four windows, two members per column, finite numbers
-    assert [r[0] for r in rows] == ["200-300", "300-400", "400-500", "500-600"], rows
-    assert all(len(r) == 1 + 4 * 2 and all(np.isfinite(float(v)) for v in r[1:])
-               for r in rows), rows
