@@ -282,6 +282,27 @@ def test_figures_regenerate_from_dvc_cache_without_training(smoke_repo, tmp_path
 POINT = ["--configfile", "config/point.yaml"]
 
 
+def _redraws_without_training(repo: Path, suite: str) -> str:
+    """Runs `snakemake all` on config/SUITE.yaml of a fresh copy whose runs' metrics come from
+    git, and checks that it only draws; returns its table2.md, whitespace squeezed."""
+    # A clone gives files their checkout time in any order: make every file of the workflow
+    # and the package newer than the results (which once retrained a `script:` rule), and
+    # drop the committed drawings so that all of them are redrawn.
+    for path in [*(repo / "workflow").rglob("*"), *(repo / "hflow").rglob("*"),
+                 repo / "Snakefile", *(repo / "config").glob("*")]:
+        os.utime(path)
+    figures = repo / "figures" / suite
+    for path in figures.iterdir():
+        path.unlink()
+    run = sh(["snakemake", "--cores", "1", "all", "--configfile", f"config/{suite}.yaml"], repo)
+    counts = job_counts(run.stdout + run.stderr)
+    assert counts == {"aggregate": 2, "figure": 1, "table2": 1, "all": 1}, counts
+    config = yaml.safe_load((repo / "config" / f"{suite}.yaml").read_text())
+    for fig in config["figures"]:
+        assert len(PdfReader(figures / f"{fig}.pdf").pages) == 4
+    return squeeze((figures / "table2.md").read_text())
+
+
 @pytest.mark.slow
 def test_point_suite_redraws_from_git_without_training(tmp_path):
     """The learning suite's metrics and records are in git: its figure and table rebuild on a
@@ -294,20 +315,7 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     # the one policy the README's rollout example draws travels in git; the others in DVC
     assert [p.relative_to(repo).as_posix() for p in repo.rglob("policy.pt")] == [
         "results/point/runs/PointMazeMulti/ours_2_2/seed0/policy.pt"]
-    # A clone gives files their checkout time in any order: make every file of the workflow
-    # and the package newer than the results (which once retrained a `script:` rule), and
-    # drop the committed drawings so that all of them are redrawn.
-    for path in [*(repo / "workflow").rglob("*"), *(repo / "hflow").rglob("*"),
-                 repo / "Snakefile", *(repo / "config").glob("*")]:
-        os.utime(path)
-    for path in (repo / "figures" / "point").iterdir():
-        path.unlink()
-    run = sh(["snakemake", "--cores", "1", "all", *POINT], repo)
-    counts = job_counts(run.stdout + run.stderr)
-    assert counts == {"aggregate": 2, "figure": 1, "table2": 1, "all": 1}, counts
-    figures = repo / "figures" / "point"
-    assert len(PdfReader(figures / "point.pdf").pages) == 4
-    table = squeeze((figures / "table2.md").read_text())
+    table = _redraws_without_training(repo, "point")
     assert "success at (8, 0) | success at (8, 8) | success at (0, 8)" in table
     for task, model, hi, lo in runs:
         assert f"| {task} | {model}_{hi}_{lo} |" in table
