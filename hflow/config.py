@@ -227,6 +227,11 @@ class TrainConfig(Section):
         False, description="also write TensorBoard event files to seed<N>/tensorboard "
                            "(metrics and every loss value; needs the tensorboard extra)",
         json_schema_extra=RESUMABLE)
+    flush_denormal: bool = Field(
+        True, description="CPU: flush float32 denormals to zero while the networks update "
+                          "(Adam's moments of units whose gradient stays 0 decay into the "
+                          "denormal range, where a CPU computes many times slower); the "
+                          "physics is never flushed. No effect on a GPU")
 
 
 class TD3Config(Section):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import advance_until_both_update
 
+from hflow.agents.level import flushing_denormals
 from hflow.config import RESUMABLE_CHANGES
 from hflow.metrics import LEVEL_METRICS, LOSSES, METRIC_COLUMNS, RELABEL_METRICS
 
@@ -48,3 +49,30 @@ def test_resumable_keys_are_the_run_shape_keys_only():
     assert set(RESUMABLE_CHANGES) == {
         "train.steps", "train.checkpoint_every", "train.checkpoints_kept", "train.torch_threads",
         "train.env_threads", "train.capture", "train.tensorboard"}
+
+
+def test_flushing_denormals_holds_inside_the_block_only():
+    denormal = torch.tensor([1e-39])
+    assert (denormal * 0.5).item() != 0  # torch's default: denormals computed
+    with flushing_denormals(True):
+        assert (denormal * 0.5).item() == 0 and (denormal + 0).item() == 0
+    assert (denormal * 0.5).item() != 0  # back to the default afterwards
+    with flushing_denormals(False):
+        assert (denormal * 0.5).item() != 0
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_a_levels_update_runs_with_denormals_flushed_as_configured(make_trainer, tmp_path,
+                                                                   monkeypatch, flush):
+    """train.flush_denormal: each update of each level inside the flush, nothing else (the
+    env steps and acting outside it)."""
+    trainer = advance_until_both_update(make_trainer(tmp_path, "hiro", "cpu"))
+    for level in trainer.levels:
+        level.flush_denormal = flush  # as make_levels sets it from the config
+    while not all(level.due(trainer.step + 1) for level in trainer.levels):
+        trainer.advance()  # to a step where both levels update
+    calls = []
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on) or True)
+    trainer.advance()
+    assert calls == ([True, False] * 2 if flush else [])
+    assert trainer.cfg.train.flush_denormal  # the default
