@@ -231,7 +231,9 @@ class TrainConfig(Section):
         True, description="CPU: flush float32 denormals to zero while the networks update "
                           "(Adam's moments of units whose gradient stays 0 decay into the "
                           "denormal range, where a CPU computes many times slower); the "
-                          "physics is never flushed. No effect on a GPU")
+                          "physics is never flushed. No effect on a GPU. Resumable: what it "
+                          "changes lies below a normal parameter's last bit",
+        json_schema_extra=RESUMABLE)
 
 
 class TD3Config(Section):

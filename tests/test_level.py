@@ -45,10 +45,11 @@ def test_an_update_draws_its_numbers_from_its_own_streams_in_a_fixed_order(make_
 
 
 def test_resumable_keys_are_the_run_shape_keys_only():
-    """The keys marked resumable change how a run goes, never its numbers."""
+    """The keys marked resumable change how a run goes (its length, checkpoints, threads,
+    capture, logs, the denormal flush), not what it trains."""
     assert set(RESUMABLE_CHANGES) == {
         "train.steps", "train.checkpoint_every", "train.checkpoints_kept", "train.torch_threads",
-        "train.env_threads", "train.capture", "train.tensorboard"}
+        "train.env_threads", "train.capture", "train.tensorboard", "train.flush_denormal"}
 
 
 def test_flushing_denormals_holds_inside_the_block_only():

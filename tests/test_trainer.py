@@ -404,3 +404,28 @@ def test_a_checkpoint_of_the_previous_format_resumes_to_identical_metrics(cmd, u
     assert "resumed from" in done.stdout and "at step 400" in done.stdout
     for seed in (0, 1):
         _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
+
+
+def test_a_checkpoint_from_before_the_denormal_flush_resumes_to_identical_metrics(
+        cmd, uninterrupted, tmp_path):
+    """A checkpoint and records written before `train.flush_denormal` existed (their config
+    lacks the key) resume under today's default, to the same metrics."""
+    subprocess.run(cmd(tmp_path, steps=400), check=True)
+    state_dir = tmp_path / "state-seeds-0-1"
+    *older, newest = list_checkpoints(state_dir)
+    for path in older:
+        path.unlink()
+    state = torch.load(newest, weights_only=True)
+    state.pop("checksum")
+    del state["config"]["train"]["flush_denormal"]
+    torch.save(with_checksum(state), newest)
+    for record in tmp_path.rglob("config.json"):
+        saved = json.loads(record.read_text())
+        del saved["config"]["train"]["flush_denormal"]
+        saved.pop("config_hash", None)
+        record.write_text(json.dumps(saved))
+    done = subprocess.run(cmd(tmp_path), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout and "at step 400" in done.stdout
+    for seed in (0, 1):
+        _same(_metrics(uninterrupted, seed), _metrics(tmp_path, seed))
