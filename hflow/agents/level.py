@@ -31,10 +31,10 @@ Runner = Callable[[str, Step, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 def flushing_denormals(on: bool) -> Iterator[None]:
     """Float32 denormals read and written as 0 on this thread's CPU ops inside the block when
     `on` (torch's default, off, holds outside it). Why: the Adam moments of a unit whose
-    gradient stays 0 decay geometrically into the denormal range, which x86 computes many
-    times slower (a 300k-step HIRO Ant run: 20-44% of its moments). What it changes lies
-    below the last bit of a parameter of normal size (a flushed moment moves an update by less
-    than lr * 1.2e-38 / eps): 300 steps from that run's 300k checkpoint end with the same
+    gradient stays 0 decay geometrically into the denormal range, which x86 computes many times
+    slower (a 300k-step HIRO Ant run: 18.5% of its moments, 44% in one tensor). What it changes
+    lies below the last bit of a parameter of normal size (a flushed moment moves an update by
+    less than lr * 1.2e-38 / eps): 300 steps from that run's 300k checkpoint end with the same
     parameters, bit for bit, either way."""
     if not on:
         yield
