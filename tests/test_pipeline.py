@@ -323,6 +323,20 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
 
 
 @pytest.mark.slow
+def test_ant_check_redraws_from_git_without_training(tmp_path):
+    """The Ant check's metrics and records are in git (its policies are not kept): its figure
+    and table rebuild on a fresh checkout with no training job."""
+    repo = _copy_repo(tmp_path / "repo")
+    runs = unique_runs(repo / "config" / "ant.yaml")
+    seeds = yaml.safe_load((repo / "config" / "ant.yaml").read_text())["seeds"]
+    records = list((repo / "results" / "ant" / "runs").rglob("config.json"))
+    assert len(records) == len(runs) * len(seeds) == 9  # 3 runs x 3 seeds
+    table = _redraws_without_training(repo, "ant")
+    for task, model, hi, lo in runs:
+        assert f"| {task} | {model}_{hi}_{lo} |" in table
+
+
+@pytest.mark.slow
 def test_point_suite_policies_travel_through_a_dvc_remote(tmp_path):
     """config/point.yaml as it is, shrunk to tiny networks and a few hundred steps, trained in
     one clone; its `point` DVC stage pushed to a real (directory) remote and pulled into a
