@@ -377,17 +377,23 @@ def test_the_low_level_tally_of_known_segments():
     assert all(np.isnan(v) for v in tally.take()[0].values())  # reset: nothing since
 
 
-def test_a_checkpoint_of_the_previous_format_resumes_to_identical_metrics(cmd, uninterrupted,
-                                                                          tmp_path):
-    """Format 5 kept each level's Adam moments apart, in `optim`; format 6 holds them in the
-    agent's state (the optimizers are modules). A format-5 checkpoint resumes exactly."""
+def _stopped_at_400(cmd, tmp_path):
+    """A tiny run stopped at step 400, its newest checkpoint the only one: (its path, its
+    state without the checksum, to be edited and saved again with_checksum)."""
     subprocess.run(cmd(tmp_path, steps=400), check=True)
-    state_dir = tmp_path / "state-seeds-0-1"
-    *older, newest = list_checkpoints(state_dir)
+    *older, newest = list_checkpoints(tmp_path / "state-seeds-0-1")
     for path in older:
         path.unlink()
     state = torch.load(newest, weights_only=True)
     state.pop("checksum")
+    return newest, state
+
+
+def test_a_checkpoint_of_the_previous_format_resumes_to_identical_metrics(cmd, uninterrupted,
+                                                                          tmp_path):
+    """Format 5 kept each level's Adam moments apart, in `optim`; format 6 holds them in the
+    agent's state (the optimizers are modules). A format-5 checkpoint resumes exactly."""
+    newest, state = _stopped_at_400(cmd, tmp_path)
     agent, optim = state["agent"], {}
     for level in ("high", "low"):
         for part in ("actor", "critic"):
@@ -410,13 +416,7 @@ def test_a_checkpoint_from_before_the_denormal_flush_resumes_to_identical_metric
         cmd, uninterrupted, tmp_path):
     """A checkpoint and records written before `train.flush_denormal` existed (their config
     lacks the key) resume under today's default, to the same metrics."""
-    subprocess.run(cmd(tmp_path, steps=400), check=True)
-    state_dir = tmp_path / "state-seeds-0-1"
-    *older, newest = list_checkpoints(state_dir)
-    for path in older:
-        path.unlink()
-    state = torch.load(newest, weights_only=True)
-    state.pop("checksum")
+    newest, state = _stopped_at_400(cmd, tmp_path)
     del state["config"]["train"]["flush_denormal"]
     torch.save(with_checksum(state), newest)
     for record in tmp_path.rglob("config.json"):
