@@ -3,8 +3,9 @@ probability that the paper's model improves on its baseline in each figure.
 
 Results: one row per (task, run): the final success rate and average reward at the last
 evaluation all seeds reached, as mean and IQM over seeds with 95% stratified-bootstrap CIs
-(rliable). Relabel accounting: what the same runs' corrections did per sampled segment over
-the last evaluation interval, mean over seeds. Paired differences: in each panel, the paper's
+(rliable). Relabel accounting: what the same runs' corrections did per sampled segment, a
+seed's value the mean of its rows at those last evaluations (each row covers the interval
+before it), mean over seeds. Paired differences: in each panel, the paper's
 model minus every other run at the same seeds, final success, mean with its bootstrap CI.
 Improvement: per figure, for each run of the paper's model and its baseline in the same
 panels (HIRO or LSP with the same lo; Fig. 5's variant), rliable's probability of improvement
@@ -68,9 +69,11 @@ RELABEL_LABELS = {"segments_relabelled": "relabelled", "segments_clipped": "clip
                   "relabelled_at_bound": "at bound (replaced)",
                   "stored_round_trip_error": "stored round trip", "saturated": "saturated"}
 HEALTH = {f"high_{name}": RELABEL_LABELS[name] for name in RELABEL_ACCOUNTING}
-HEALTH_CAPTION = ("Relabel accounting over the last evaluation interval, mean over seeds "
-                  "(metrics.csv columns; docs/interpretation.md). Each sampled segment counts "
-                  "once: its goal replaced by the correction's result as it came (relabelled), "
+HEALTH_CAPTION = (f"Relabel accounting over the last {FINAL_EVALUATIONS} evaluation intervals "
+                  "(a seed's value: the mean of its metrics.csv rows at the evaluations its final "
+                  "success averages), mean over seeds (docs/interpretation.md). Each sampled "
+                  "segment counts once: its goal replaced by the correction's result as it "
+                  "came (relabelled), "
                   "by that result clipped into the subgoal range (clipped), or left as stored "
                   "(kept: the flow's `outside_range=keep` fallback, HIRO picking the stored "
                   "candidate, or no correction). Then: mean distance between stored and "
