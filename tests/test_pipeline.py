@@ -311,7 +311,7 @@ def test_point_suite_redraws_from_git_without_training(tmp_path):
     runs = unique_runs(repo / "config" / "point.yaml")
     seeds = yaml.safe_load((repo / "config" / "point.yaml").read_text())["seeds"]
     records = list((repo / "results" / "point" / "runs").rglob("config.json"))
-    assert len(records) == len(runs) * len(seeds) == 35  # 7 runs (models and controls) x 5
+    assert len(records) == len(runs) * len(seeds) == 80  # 8 runs (models and controls) x 10
     # the one policy the README's rollout example draws travels in git; the others in DVC
     assert [p.relative_to(repo).as_posix() for p in repo.rglob("policy.pt")] == [
         "results/point/runs/PointMazeMulti/ours_2_2/seed0/policy.pt"]
@@ -350,9 +350,10 @@ def test_point_suite_policies_travel_through_a_dvc_remote(tmp_path):
     (first / "config" / "point.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = sh(["snakemake", "--cores", "2", "--forceall", "all", *POINT], first)
     runs = unique_runs(first / "config" / "point.yaml")
-    assert job_counts(run.stdout + run.stderr)["train_seeds_0_1_2_3_4"] == len(runs)
+    jobs = job_counts(run.stdout + run.stderr)
+    assert jobs["train_seeds_0_1_2_3_4"] == jobs["train_seeds_5_6_7_8_9"] == len(runs)
     table = squeeze((first / "figures" / "point" / "table2.md").read_text())
-    assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 5 |" in table
+    assert "| PointMazeMulti | ours_alg2_2_2 | `ours_alg2` | 400 | 10 |" in table
     record = json.loads(next((first / "results" / "point" / "runs").rglob("config.json"))
                         .read_text())
     assert record["config"]["low"]["explore_sigma"] == 0.1  # HIRO's point_maze.gin advice
